@@ -1,0 +1,81 @@
+"""The decoder's unit of work: one decoded frame -> JPEG in S3 -> ``FrameDecoded`` event.
+
+Object keys are ``{client}/{camera}/{frame_seq}.jpg`` in bucket ``frames``, so a replay of
+the same stream overwrites rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+from prometheus_client import Counter
+
+from vidpipe.events import FrameDecoded, ObjectRef, encode_event
+from vidpipe.topics import FRAMES_BUCKET, FRAMES_DECODED
+
+FRAMES_DECODED_TOTAL = Counter("vidpipe_decoder_frames_total", "Frames stored and published")
+
+
+class FrameStore(Protocol):
+    async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Awaitable[Any]: ...
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """uint8 ``[H, W, 3]`` BGR -> JPEG bytes. Raises ValueError if OpenCV refuses it."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for image of shape {image.shape}")
+    return buf.tobytes()
+
+
+class DecoderService:
+    def __init__(
+        self,
+        store: FrameStore,
+        producer: Producer,
+        client_id: str,
+        camera_id: str,
+        jpeg_quality: int = 90,
+    ) -> None:
+        self._store = store
+        self._producer = producer
+        self._client_id = client_id
+        self._camera_id = camera_id
+        self._quality = jpeg_quality
+
+    async def handle_frame(
+        self, frame_seq: int, image: np.ndarray, capture_ts_ns: int
+    ) -> Awaitable[Any]:
+        """Store the frame, then enqueue its event; returns the send's delivery future.
+
+        The image is durable in S3 before the event that references it is sent.
+        """
+        data = await asyncio.to_thread(encode_jpeg, image, self._quality)
+        ref = ObjectRef(
+            bucket=FRAMES_BUCKET, key=f"{self._client_id}/{self._camera_id}/{frame_seq}.jpg"
+        )
+        await self._store.aput(ref.bucket, ref.key, data, "image/jpeg")
+        height, width = image.shape[:2]
+        event = FrameDecoded(
+            client_id=self._client_id,
+            camera_id=self._camera_id,
+            frame_seq=frame_seq,
+            capture_ts_ns=capture_ts_ns,
+            decoded_ts_ns=time.time_ns(),
+            width=width,
+            height=height,
+            image=ref,
+        )
+        FRAMES_DECODED_TOTAL.inc()
+        return await self._producer.send(
+            FRAMES_DECODED, encode_event(event), key=self._camera_id.encode()
+        )

@@ -1,0 +1,263 @@
+"""``vidpipe demo``: real video over real RTSP through every stage, then a summary.
+
+Steps: local stack up; vtest.avi fetched and served at ``rtsp://127.0.0.1:8554/vtest``;
+demo client + camera + config in Postgres (the camera's old objects removed, so counts are
+this run's); CenterNet registered if absent; metrics sink, detector and renderer started,
+then the decoder, which runs the finite stream once. The run ends when every decoded frame
+has been detected and rendered (or ``timeout_s`` passes), and the summary is read back
+from the end state in S3 plus the pipeline's own events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.demo.processes import ServiceProcess, start_service, wait_for_exit
+from services.demo.watch import Observation, PipelineWatch
+from vidpipe.configstore import Camera, ClientConfig, ConfigStore
+from vidpipe.objectstore import ObjectStore
+from vidpipe.settings import ServiceSettings
+from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
+
+log = logging.getLogger(__name__)
+
+DEMO_CLIENT = "demo"
+DEMO_CAMERA = "vtest-cam"
+RTSP_PORT = 8554
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """What to run: one client's camera reading ``url`` once to its end."""
+
+    client_id: str
+    camera_id: str
+    url: str
+    fps: float
+    expected_frames: int
+    score_threshold: float = 0.3
+
+
+def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
+    """Client, camera and model config in Postgres; the camera's old objects removed."""
+    store = ConfigStore(settings.postgres, settings.redis)
+    try:
+        store.put_client(run.client_id, run.client_id)
+        store.put_camera(
+            Camera(
+                camera_id=run.camera_id,
+                client_id=run.client_id,
+                name=run.camera_id,
+                url=run.url,
+                fps=run.fps,
+            )
+        )
+        store.put_client_config(
+            ClientConfig(
+                client_id=run.client_id,
+                model_name="coco-centernet",
+                model_alias="production",
+                score_threshold=run.score_threshold,
+            )
+        )
+    finally:
+        store.close()
+    objects = ObjectStore(settings.s3)
+    prefix = f"{run.client_id}/{run.camera_id}/"
+    for bucket in (FRAMES_BUCKET, ANNOTATIONS_BUCKET, RENDERS_BUCKET):
+        objects.delete_prefix(bucket, prefix)
+
+
+@contextmanager
+def running_services(
+    log_dir: Path, env: dict[str, dict[str, str]]
+) -> Iterator[list[ServiceProcess]]:
+    """Metrics sink, detector and renderer (extra env per name), stopped with SIGTERM on exit."""
+    procs = [
+        start_service(name, log_dir, env.get(name))
+        for name in ("metrics-sink", "detector", "renderer")
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+async def follow_run(
+    settings: ServiceSettings,
+    run: PipelineRun,
+    since_ns: int,
+    decoder: ServiceProcess,
+    services: list[ServiceProcess],
+    timeout_s: float,
+    console: Console | None = None,
+) -> Observation:
+    """Watch until the decoder has exited and every decoded frame was detected and rendered.
+
+    Raises:
+        RuntimeError: a service died, or ``timeout_s`` passed first; names the log to read.
+    """
+    watch = PipelineWatch(settings.kafka, run.client_id, run.camera_id, since_ns)
+    await watch.start()
+    deadline = time.monotonic() + timeout_s
+    progress = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+    )
+    bars = {
+        stage: progress.add_task(stage, total=run.expected_frames)
+        for stage in ("decoded", "detected", "rendered")
+    }
+    try:
+        with progress:
+            while True:
+                await watch.poll(500)
+                seen = watch.seen
+                counts = {
+                    "decoded": len(seen.decoded.at),
+                    "detected": len(seen.detected.at),
+                    "rendered": len(seen.rendered.at),
+                }
+                for stage, count in counts.items():
+                    progress.update(bars[stage], completed=count)
+                for proc in services:
+                    if not proc.alive():
+                        raise RuntimeError(f"{proc.name} exited early; see {proc.log_path}")
+                done_decoding = not decoder.alive()
+                decoded = set(seen.decoded.at)
+                if (
+                    done_decoding
+                    and decoded
+                    and decoded <= set(seen.detected.at)
+                    and decoded <= set(seen.rendered.at)
+                ):
+                    return seen
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"pipeline did not finish in {timeout_s:.0f} s: {counts}; "
+                        f"logs in {decoder.log_path.parent}"
+                    )
+    finally:
+        await watch.stop()
+
+
+def summarize(settings: ServiceSettings, run: PipelineRun, seen: Observation) -> dict[str, Any]:
+    """The demo summary: counts from the end state in S3, timings from the events."""
+    objects = ObjectStore(settings.s3)
+    prefix = f"{run.client_id}/{run.camera_id}/"
+    renders = list(objects.iter_keys(RENDERS_BUCKET, prefix))
+    clips = sorted(k for k in renders if k.endswith(".mp4"))
+    return {
+        "frames_decoded": sum(1 for _ in objects.iter_keys(FRAMES_BUCKET, prefix)),
+        "frames_detected": sum(1 for _ in objects.iter_keys(ANNOTATIONS_BUCKET, prefix)),
+        "frames_rendered": sum(1 for k in renders if k.endswith(".jpg")),
+        "detections_by_label": seen.detections_by_label(),
+        "dead_letters": seen.dead_letters,
+        "latency_ms": seen.latency_percentiles(),
+        "throughput_fps": {
+            "decoder": seen.decoded.throughput_fps(),
+            "detector": seen.detected.throughput_fps(),
+            "renderer": seen.rendered.throughput_fps(),
+        },
+        "clip": f"{RENDERS_BUCKET}/{clips[0]}" if clips else None,
+        "model": seen.model.model_dump() if seen.model else None,
+    }
+
+
+def run_pipeline(
+    settings: ServiceSettings,
+    run: PipelineRun,
+    log_dir: Path,
+    timeout_s: float = 900.0,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run decoder -> detector -> renderer (+ metrics sink) on ``run`` and summarize it."""
+    prepare_camera(settings, run)
+    since_ns = time.time_ns()
+    # One clip spans the whole run.
+    clip_frames = str(max(2, run.expected_frames + 100))
+    with running_services(log_dir, {"renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames}}) as services:
+        decoder_env = {"VIDPIPE_CAMERA_ID": run.camera_id, "VIDPIPE_RECONNECT": "false"}
+        decoder = start_service("decoder", log_dir, decoder_env)
+        try:
+            seen = asyncio.run(
+                follow_run(settings, run, since_ns, decoder, services, timeout_s, console)
+            )
+        finally:
+            decoder.stop()
+        if wait_for_exit(decoder, 1) not in (0, None):
+            raise RuntimeError(f"decoder failed; see {decoder.log_path}")
+    # Services are stopped: the renderer has written its last clip.
+    return summarize(settings, run, seen)
+
+
+def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[str, Any]:
+    from infra.local import stack
+    from infra.local.media import VTEST_FRAMES, prepare_vtest, start_rtsp_server, stop_rtsp_server
+    from services.models.registry import ensure_centernet
+
+    console = Console()
+    stack.up(settings, state_dir)
+    _, mp4 = prepare_vtest(state_dir / "assets")
+    version = ensure_centernet(
+        settings.mlflow.tracking_uri,
+        "coco-centernet",
+        "production",
+        state_dir / "assets" / "centernet",
+    )
+    console.print(f"model: models:/coco-centernet@production (version {version})")
+    log_dir = state_dir / "log" / "demo"
+    rtsp = start_rtsp_server(mp4, RTSP_PORT, "/vtest", log_dir / "rtsp-server.log")
+    run = PipelineRun(
+        client_id=DEMO_CLIENT,
+        camera_id=DEMO_CAMERA,
+        url=f"rtsp://127.0.0.1:{RTSP_PORT}/vtest",
+        fps=10.0,
+        expected_frames=VTEST_FRAMES,
+    )
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    try:
+        console.print(f"streaming {run.url} (real time, ~{run.expected_frames / run.fps:.0f} s)")
+        summary = run_pipeline(settings, run, log_dir, console=console)
+    finally:
+        stop_rtsp_server(rtsp)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "demo-summary.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print_summary(console, summary, path)
+    return summary
+
+
+def print_summary(console: Console, summary: dict[str, Any], path: Path) -> None:
+    table = Table(title="vidpipe demo", show_header=False)
+    for key in ("frames_decoded", "frames_detected", "frames_rendered", "dead_letters"):
+        table.add_row(key, str(summary[key]))
+    table.add_row("latency p50 / p95", "{p50} / {p95} ms".format(**summary["latency_ms"]))
+    table.add_row(
+        "throughput (fps)", ", ".join(f"{k} {v}" for k, v in summary["throughput_fps"].items())
+    )
+    top = list(summary["detections_by_label"].items())[:6]
+    table.add_row("detections", ", ".join(f"{k} {v}" for k, v in top) or "none")
+    table.add_row("clip", f"s3://{summary['clip']}")
+    model = summary["model"] or {}
+    table.add_row("model", f"{model.get('name')} v{model.get('version')}")
+    console.print(table)
+    console.print(f"summary written to {path}")

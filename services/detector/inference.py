@@ -1,0 +1,74 @@
+"""JPEG decoding, batched inference and per-client filtering of detections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from services.detector.model_cache import LoadedModel
+from vidpipe.configstore import ClientConfig
+from vidpipe.events import Detection
+
+
+class UndecodableImage(ValueError):
+    """The bytes are not a decodable JPEG."""
+
+
+def decode_frame(data: bytes) -> torch.Tensor:
+    """JPEG bytes -> uint8 tensor ``[3, H, W]``, RGB. Raises :class:`UndecodableImage`."""
+    if not data:
+        raise UndecodableImage("empty object")
+    try:
+        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return decode_jpeg(raw, mode=ImageReadMode.RGB)
+    except RuntimeError as exc:
+        raise UndecodableImage(f"undecodable JPEG ({len(data)} bytes): {exc}") from exc
+
+
+@torch.inference_mode()
+def detect_batch(
+    model: LoadedModel, images: Sequence[torch.Tensor], device: torch.device
+) -> list[list[Detection]]:
+    """Run ``model`` once on a batch of frames.
+
+    Args:
+        images: uint8 ``[3, H, W]`` RGB tensors (sizes may differ).
+    Returns:
+        Per image, every detection the model emits (boxes xyxy in that image's pixels,
+        clamped to it), before any client filtering.
+    """
+    inputs = [img.to(device, non_blocking=True).float().div_(255.0) for img in images]
+    outputs = model.module(inputs)
+    results: list[list[Detection]] = []
+    for img, out in zip(images, outputs, strict=True):
+        height, width = int(img.shape[1]), int(img.shape[2])
+        boxes = out["boxes"].float().cpu()
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        scores = out["scores"].float().cpu().clamp(0, 1).tolist()
+        labels = out["labels"].cpu().tolist()
+        results.append(
+            [
+                Detection(
+                    box=(round(b[0], 1), round(b[1], 1), round(b[2], 1), round(b[3], 1)),
+                    score=round(s, 4),
+                    label=model.labels[lbl],
+                )
+                for b, s, lbl in zip(boxes.tolist(), scores, labels, strict=True)
+            ]
+        )
+    return results
+
+
+def apply_client_config(detections: Sequence[Detection], config: ClientConfig) -> list[Detection]:
+    """Keep detections at or above the client's score threshold and in its classes of
+    interest (all classes when the list is empty), highest score first."""
+    wanted = set(config.classes_of_interest)
+    kept = [
+        d
+        for d in detections
+        if d.score >= config.score_threshold and (not wanted or d.label in wanted)
+    ]
+    return sorted(kept, key=lambda d: d.score, reverse=True)

@@ -1,0 +1,288 @@
+"""The detector's unit of work: one batch of ``FrameDecoded`` messages, across cameras.
+
+For a batch: validate events, look up each client's config, drop frames over the age
+budget, fetch JPEGs from S3 concurrently, run each model once on its frames (in chunks of
+``batch_size``), filter per client, write annotation JSON, publish ``DetectionsProduced``
+and ``FrameMetrics``, and dead-letter what could not be handled. It returns only when all
+of that is acknowledged, so the caller may commit the batch's offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from aiokafka import ConsumerRecord
+from prometheus_client import Counter, Histogram
+
+from services.detector.inference import (
+    UndecodableImage,
+    apply_client_config,
+    decode_frame,
+    detect_batch,
+)
+from services.detector.model_cache import LoadedModel, ModelUnavailable
+from vidpipe.bus import DeadLetterPublisher, Rejected
+from vidpipe.configstore import ClientConfig
+from vidpipe.events import (
+    Detection,
+    DetectionsProduced,
+    FrameDecoded,
+    FrameMetrics,
+    InvalidEvent,
+    ModelRef,
+    ObjectRef,
+    encode_event,
+    parse_event,
+)
+from vidpipe.objectstore import ObjectNotFound
+from vidpipe.topics import ANNOTATIONS_BUCKET, DETECTIONS, METRICS
+
+log = logging.getLogger(__name__)
+
+FRAMES = Counter("vidpipe_detector_frames_total", "Frames handled", ["outcome"])
+INFERENCE_SECONDS = Histogram(
+    "vidpipe_detector_inference_seconds", "Model time per batch chunk", ["model"]
+)
+FRAME_AGE_SECONDS = Histogram(
+    "vidpipe_detector_frame_age_seconds",
+    "Capture to detections published",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+
+
+class FrameStore(Protocol):
+    async def aget(self, bucket: str, key: str) -> bytes: ...
+    async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+
+
+class ConfigSource(Protocol):
+    def get_client_config(self, client_id: str) -> ClientConfig | None: ...
+
+
+class Models(Protocol):
+    def resolve(self, config: ClientConfig) -> ModelRef: ...
+    def get(self, ref: ModelRef) -> LoadedModel: ...
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Awaitable[Any]: ...
+
+
+@dataclass
+class _Work:
+    record: ConsumerRecord[bytes, bytes]
+    frame: FrameDecoded
+    config: ClientConfig
+    model: LoadedModel
+    image: torch.Tensor | None = None
+
+
+class DetectorService:
+    def __init__(
+        self,
+        store: FrameStore,
+        configs: ConfigSource,
+        models: Models,
+        producer: Producer,
+        dead_letters: DeadLetterPublisher,
+        device: torch.device,
+        batch_size: int,
+        fetch_concurrency: int = 16,
+        max_frame_age_ms: int | None = None,
+    ) -> None:
+        self._store = store
+        self._configs = configs
+        self._models = models
+        self._producer = producer
+        self._dead_letters = dead_letters
+        self._device = device
+        self._batch_size = batch_size
+        self._fetch_slots = asyncio.Semaphore(fetch_concurrency)
+        self._max_age_ns = None if max_frame_age_ms is None else max_frame_age_ms * 1_000_000
+
+    async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        rejected: list[Rejected] = []
+        pending: list[Awaitable[Any]] = []
+        work = self._admit(records, rejected, pending)
+        await asyncio.gather(*(self._fetch(w, rejected) for w in work))
+        ready = [w for w in work if w.image is not None]
+        by_model: dict[ModelRef, list[_Work]] = {}
+        for w in ready:
+            by_model.setdefault(w.model.ref, []).append(w)
+        for items in by_model.values():
+            for start in range(0, len(items), self._batch_size):
+                pending += await self._detect_chunk(items[start : start + self._batch_size])
+        await self._dead_letters.publish(rejected)
+        await asyncio.gather(*pending)
+        FRAMES.labels("dead_lettered").inc(len(rejected))
+
+    def _admit(
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        rejected: list[Rejected],
+        pending: list[Awaitable[Any]],
+    ) -> list[_Work]:
+        """Validate, resolve config and model, apply the age budget (synchronous checks)."""
+        work: list[_Work] = []
+        now = time.time_ns()
+        for rec in records:
+            try:
+                frame = parse_event(FrameDecoded, rec.value or b"")
+            except InvalidEvent as exc:
+                rejected.append(Rejected(rec, str(exc), "invalid_event"))
+                continue
+            config = self._configs.get_client_config(frame.client_id)
+            if config is None:
+                rejected.append(
+                    Rejected(
+                        rec, f"unknown client {frame.client_id!r}: no config", "unknown_client"
+                    )
+                )
+                continue
+            if self._max_age_ns is not None and now - frame.capture_ts_ns > self._max_age_ns:
+                FRAMES.labels("dropped_too_old").inc()
+                pending.append(self._send_metrics(self._dropped_metrics(frame, now)))
+                continue
+            try:
+                model = self._models.get(self._models.resolve(config))
+            except ModelUnavailable as exc:
+                rejected.append(Rejected(rec, f"model unavailable: {exc}", "model_unavailable"))
+                continue
+            work.append(_Work(rec, frame, config, model))
+        return work
+
+    async def _fetch(self, w: _Work, rejected: list[Rejected]) -> None:
+        async with self._fetch_slots:
+            try:
+                data = await self._store.aget(w.frame.image.bucket, w.frame.image.key)
+                w.image = await asyncio.to_thread(decode_frame, data)
+            except ObjectNotFound as exc:
+                rejected.append(Rejected(w.record, f"frame image missing: {exc}", "missing_image"))
+            except UndecodableImage as exc:
+                rejected.append(Rejected(w.record, str(exc), "undecodable_image"))
+
+    async def _detect_chunk(self, items: list[_Work]) -> list[Awaitable[Any]]:
+        model = items[0].model
+        images = [w.image for w in items if w.image is not None]
+        started = time.perf_counter()
+        raw = await asyncio.to_thread(detect_batch, model, images, self._device)
+        inference_s = time.perf_counter() - started
+        INFERENCE_SECONDS.labels(f"{model.ref.name}/{model.ref.version}").observe(inference_s)
+        detected = [apply_client_config(d, w.config) for d, w in zip(raw, items, strict=True)]
+        annotations = [self._annotation_ref(w.frame) for w in items]
+        await asyncio.gather(
+            *(
+                self._store.aput(
+                    ref.bucket, ref.key, _annotation_json(w.frame, model.ref, d), "application/json"
+                )
+                for w, ref, d in zip(items, annotations, detected, strict=True)
+            )
+        )
+        sends: list[Awaitable[Any]] = []
+        for w, ref, dets in zip(items, annotations, detected, strict=True):
+            published_ns = time.time_ns()
+            event = DetectionsProduced(
+                client_id=w.frame.client_id,
+                camera_id=w.frame.camera_id,
+                frame_seq=w.frame.frame_seq,
+                image=w.frame.image,
+                annotations=ref,
+                width=w.frame.width,
+                height=w.frame.height,
+                model=model.ref,
+                detections=tuple(dets),
+                capture_ts_ns=w.frame.capture_ts_ns,
+                decoded_ts_ns=w.frame.decoded_ts_ns,
+                detected_ts_ns=published_ns,
+            )
+            key = w.frame.camera_id.encode()
+            sends.append(await self._producer.send(DETECTIONS, encode_event(event), key=key))
+            sends.append(
+                self._send_metrics(
+                    _frame_metrics(w.frame, model.ref, dets, published_ns, len(items), inference_s)
+                )
+            )
+            FRAME_AGE_SECONDS.observe((published_ns - w.frame.capture_ts_ns) / 1e9)
+        FRAMES.labels("detected").inc(len(items))
+        return sends
+
+    def _send_metrics(self, metrics: FrameMetrics) -> Awaitable[Any]:
+        async def send() -> Any:
+            fut = await self._producer.send(
+                METRICS, encode_event(metrics), key=metrics.camera_id.encode()
+            )
+            return await fut
+
+        return send()
+
+    @staticmethod
+    def _annotation_ref(frame: FrameDecoded) -> ObjectRef:
+        key = f"{frame.client_id}/{frame.camera_id}/{frame.frame_seq}.json"
+        return ObjectRef(bucket=ANNOTATIONS_BUCKET, key=key)
+
+    @staticmethod
+    def _dropped_metrics(frame: FrameDecoded, now_ns: int) -> FrameMetrics:
+        age_ms = (now_ns - frame.capture_ts_ns) / 1e6
+        return FrameMetrics(
+            client_id=frame.client_id,
+            camera_id=frame.camera_id,
+            frame_seq=frame.frame_seq,
+            stage="detector",
+            capture_ts_ns=frame.capture_ts_ns,
+            decoded_ts_ns=frame.decoded_ts_ns,
+            dropped=True,
+            drop_reason=f"frame age {age_ms:.0f} ms over budget",
+        )
+
+
+def _frame_metrics(
+    frame: FrameDecoded,
+    model: ModelRef,
+    detections: Sequence[Detection],
+    detected_ns: int,
+    batch_size: int,
+    inference_s: float,
+) -> FrameMetrics:
+    scores = [d.score for d in detections]
+    return FrameMetrics(
+        client_id=frame.client_id,
+        camera_id=frame.camera_id,
+        frame_seq=frame.frame_seq,
+        stage="detector",
+        capture_ts_ns=frame.capture_ts_ns,
+        decoded_ts_ns=frame.decoded_ts_ns,
+        detected_ts_ns=detected_ns,
+        model=model,
+        batch_size=batch_size,
+        inference_ms=round(inference_s * 1000 / batch_size, 3),
+        detections_by_label=dict(Tally(d.label for d in detections)),
+        max_score=max(scores) if scores else None,
+        mean_score=round(sum(scores) / len(scores), 4) if scores else None,
+    )
+
+
+def _annotation_json(
+    frame: FrameDecoded, model: ModelRef, detections: Sequence[Detection]
+) -> bytes:
+    """The annotation document stored at ``annotations/{client}/{camera}/{seq}.json``."""
+    doc = {
+        "frame_id": frame.frame_id,
+        "client_id": frame.client_id,
+        "camera_id": frame.camera_id,
+        "frame_seq": frame.frame_seq,
+        "image": frame.image.model_dump(),
+        "width": frame.width,
+        "height": frame.height,
+        "capture_ts_ns": frame.capture_ts_ns,
+        "model": model.model_dump(),
+        "detections": [d.model_dump() for d in detections],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()

@@ -1,0 +1,21 @@
+"""Detector knobs (env prefix ``VIDPIPE_``, e.g. ``VIDPIPE_BATCH_SIZE=16``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from vidpipe.settings import ServiceSettings
+
+
+class DetectorSettings(ServiceSettings):
+    group_id: str = "detector"
+    batch_size: int = Field(default=8, ge=1, le=256, description="max frames per model call")
+    batch_timeout_ms: int = Field(default=50, ge=1, description="max wait to fill a batch")
+    fetch_concurrency: int = Field(default=16, ge=1, description="parallel S3 GETs")
+    max_frame_age_ms: int | None = Field(
+        default=None, ge=1, description="drop (and count) frames older than this; None = never"
+    )
+    device: str = Field(default="auto", description="'auto' (cuda if present), 'cpu', 'cuda:0'")
+    torch_threads: int | None = Field(default=None, ge=1)
+    alias_refresh_s: float = Field(default=10.0, gt=0, description="re-resolve aliases after")
+    metrics_port: int | None = Field(default=None, description="Prometheus /metrics port")

@@ -1,0 +1,14 @@
+"""Metrics sink knobs (env prefix ``VIDPIPE_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from vidpipe.settings import ServiceSettings
+
+
+class MetricsSinkSettings(ServiceSettings):
+    group_id: str = "metrics-sink"
+    max_records: int = Field(default=500, ge=1, description="documents per MongoDB bulk write")
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    metrics_port: int | None = None

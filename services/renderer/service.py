@@ -1,0 +1,201 @@
+"""The renderer's unit of work: a batch of ``DetectionsProduced`` -> annotated JPEGs + clips.
+
+Annotated frames go to ``renders/{client}/{camera}/{frame_seq}.jpg``. Clips cover a fixed
+span of ``clip_frames`` sequence numbers per camera (segment ``n`` holds
+``n*clip_frames <= frame_seq < (n+1)*clip_frames``) and go to
+``renders/{client}/{camera}/clips/{n:06d}.mp4``; both keys are deterministic, so replays
+overwrite. A clip is written when its camera moves on to a later segment, after
+``clip_idle_s`` without frames, and on shutdown. It is assembled from the rendered frames
+this process holds plus any of the segment's renders already in S3 (rendered before a
+restart), so a restart mid-segment does not shorten the clip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+from aiokafka import ConsumerRecord
+from prometheus_client import Counter
+
+from services.renderer.clips import encode_clip
+from services.renderer.draw import draw_detections
+from vidpipe.bus import DeadLetterPublisher, Rejected
+from vidpipe.events import (
+    DetectionsProduced,
+    FrameMetrics,
+    InvalidEvent,
+    encode_event,
+    parse_event,
+)
+from vidpipe.objectstore import ObjectNotFound
+from vidpipe.topics import METRICS, RENDERS_BUCKET
+
+log = logging.getLogger(__name__)
+
+RENDERED = Counter("vidpipe_renderer_frames_total", "Frames rendered")
+CLIPS = Counter("vidpipe_renderer_clips_total", "MP4 clips written")
+
+
+class RenderStore(Protocol):
+    async def aget(self, bucket: str, key: str) -> bytes: ...
+    async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+    def iter_keys(self, bucket: str, prefix: str = "") -> Any: ...
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Awaitable[Any]: ...
+
+
+def clip_key(client_id: str, camera_id: str, segment: int) -> str:
+    return f"{client_id}/{camera_id}/clips/{segment:06d}.mp4"
+
+
+@dataclass
+class _OpenClip:
+    client_id: str
+    camera_id: str
+    segment: int
+    #: True when this process wrote the camera's previous segment, so it saw this one from
+    #: its first frame and need not look in S3 for renders made before a restart.
+    seen_from_start: bool = False
+    frames: dict[int, bytes] = field(default_factory=dict)
+    last_update: float = field(default_factory=time.monotonic)
+
+
+class RendererService:
+    def __init__(
+        self,
+        store: RenderStore,
+        producer: Producer,
+        dead_letters: DeadLetterPublisher,
+        jpeg_quality: int = 85,
+        clip_frames: int = 100,
+        clip_fps: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._producer = producer
+        self._dead_letters = dead_letters
+        self._quality = jpeg_quality
+        self._clip_frames = clip_frames
+        self._clip_fps = clip_fps
+        self._open: dict[tuple[str, str], _OpenClip] = {}
+
+    async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        rejected: list[Rejected] = []
+        results = await asyncio.gather(*(self._render(rec, rejected) for rec in records))
+        rendered = [r for r in results if r is not None]
+        sends = []
+        for event, jpeg in sorted(rendered, key=lambda r: r[0].frame_seq):
+            sends.append(self._send_metrics(event))
+            await self._add_to_clip(event, jpeg)
+        await self._dead_letters.publish(rejected)
+        await asyncio.gather(*sends)
+
+    async def _render(
+        self, rec: ConsumerRecord[bytes, bytes], rejected: list[Rejected]
+    ) -> tuple[DetectionsProduced, bytes] | None:
+        try:
+            event = parse_event(DetectionsProduced, rec.value or b"")
+            data = await self._store.aget(event.image.bucket, event.image.key)
+            jpeg = await asyncio.to_thread(self._draw, data, event)
+        except InvalidEvent as exc:
+            rejected.append(Rejected(rec, str(exc), "invalid_event"))
+            return None
+        except ObjectNotFound as exc:
+            rejected.append(Rejected(rec, f"frame image missing: {exc}", "missing_image"))
+            return None
+        except ValueError as exc:
+            rejected.append(Rejected(rec, str(exc), "undecodable_image"))
+            return None
+        key = f"{event.client_id}/{event.camera_id}/{event.frame_seq}.jpg"
+        await self._store.aput(RENDERS_BUCKET, key, jpeg, "image/jpeg")
+        RENDERED.inc()
+        return event, jpeg
+
+    def _draw(self, data: bytes, event: DetectionsProduced) -> bytes:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"undecodable JPEG at s3://{event.image.bucket}/{event.image.key}")
+        drawn = draw_detections(image, event.detections)
+        ok, buf = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+        if not ok:
+            raise ValueError("JPEG encoding of the rendered frame failed")
+        return buf.tobytes()
+
+    def _send_metrics(self, event: DetectionsProduced) -> Awaitable[Any]:
+        metrics = FrameMetrics(
+            client_id=event.client_id,
+            camera_id=event.camera_id,
+            frame_seq=event.frame_seq,
+            stage="renderer",
+            capture_ts_ns=event.capture_ts_ns,
+            rendered_ts_ns=time.time_ns(),
+        )
+
+        async def send() -> Any:
+            fut = await self._producer.send(
+                METRICS, encode_event(metrics), key=event.camera_id.encode()
+            )
+            return await fut
+
+        return send()
+
+    async def _add_to_clip(self, event: DetectionsProduced, jpeg: bytes) -> None:
+        camera = (event.client_id, event.camera_id)
+        segment = event.frame_seq // self._clip_frames
+        clip = self._open.get(camera)
+        moved_on = clip is not None and clip.segment < segment
+        if clip is not None and clip.segment != segment:
+            await self._write_clip(self._open.pop(camera))
+            clip = None
+        if clip is None:
+            clip = self._open[camera] = _OpenClip(
+                event.client_id, event.camera_id, segment, seen_from_start=moved_on
+            )
+        clip.frames[event.frame_seq] = jpeg
+        clip.last_update = time.monotonic()
+
+    async def flush_idle(self, idle_s: float) -> None:
+        """Write clips that got no frame for ``idle_s`` seconds."""
+        now = time.monotonic()
+        for camera, clip in list(self._open.items()):
+            if now - clip.last_update >= idle_s:
+                await self._write_clip(self._open.pop(camera))
+
+    async def flush_all(self) -> None:
+        for camera in list(self._open):
+            await self._write_clip(self._open.pop(camera))
+
+    async def _write_clip(self, clip: _OpenClip) -> None:
+        frames = dict(clip.frames)
+        first = clip.segment * self._clip_frames
+        wanted = range(first, first + self._clip_frames)
+        prefix = f"{clip.client_id}/{clip.camera_id}/"
+        if not clip.seen_from_start:
+            stored = await asyncio.to_thread(self._stored_render_seqs, prefix)
+            for seq in sorted((stored & set(wanted)) - frames.keys()):
+                frames[seq] = await self._store.aget(RENDERS_BUCKET, f"{prefix}{seq}.jpg")
+        ordered = [frames[s] for s in sorted(frames)]
+        data = await asyncio.to_thread(encode_clip, ordered, self._clip_fps)
+        key = clip_key(clip.client_id, clip.camera_id, clip.segment)
+        await self._store.aput(RENDERS_BUCKET, key, data, "video/mp4")
+        CLIPS.inc()
+        log.info(
+            "clip written",
+            extra={"key": key, "frames": len(ordered), "camera_id": clip.camera_id},
+        )
+
+    def _stored_render_seqs(self, prefix: str) -> set[int]:
+        seqs = set()
+        for key in self._store.iter_keys(RENDERS_BUCKET, prefix):
+            name = key[len(prefix) :]
+            if name.endswith(".jpg") and name[:-4].isdigit():
+                seqs.add(int(name[:-4]))
+        return seqs

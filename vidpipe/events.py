@@ -1,0 +1,164 @@
+"""Versioned events carried by Kafka: one frozen pydantic model per topic.
+
+Claim check: events carry references to bytes in object storage (:class:`ObjectRef`), never
+the bytes. Every event is validated where it enters a service (:func:`parse_event`); unknown
+fields and wrong types are rejected, so a producer bug surfaces as a dead letter with a
+readable reason instead of a crash further down.
+
+Time: all ``*_ts_ns`` fields are integer nanoseconds since the Unix epoch (``time.time_ns()``).
+Boxes: ``xyxy`` in pixels of the full decoded frame, origin top-left, x right, y down.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Id = str
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ObjectRef(_Frozen):
+    """Where bytes live in S3-compatible storage."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class ModelRef(_Frozen):
+    """A resolved registry model version, e.g. ``coco-centernet`` version ``3``."""
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+
+
+class FrameRef(_Frozen):
+    """Identity of one frame: the idempotence key of every effect derived from it."""
+
+    client_id: Id = Field(pattern=_ID_PATTERN)
+    camera_id: Id = Field(pattern=_ID_PATTERN)
+    frame_seq: int = Field(ge=0, description="index of the frame in its camera's stream")
+
+    @property
+    def frame_id(self) -> str:
+        """``client/camera/seq``: unique per frame, stable across replays."""
+        return f"{self.client_id}/{self.camera_id}/{self.frame_seq}"
+
+
+class FrameDecoded(FrameRef):
+    """A decoded frame stored as JPEG. Topic ``frames.decoded.v1``, key = camera_id."""
+
+    schema_version: Literal[1] = 1
+    capture_ts_ns: int = Field(gt=0)
+    decoded_ts_ns: int = Field(gt=0)
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+    image: ObjectRef
+
+
+class Detection(_Frozen):
+    """One detected object. ``box`` is xyxy in pixels of the frame; ``score`` in [0, 1]."""
+
+    box: tuple[float, float, float, float]
+    score: float = Field(ge=0.0, le=1.0)
+    label: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _box_is_ordered(self) -> Detection:
+        x1, y1, x2, y2 = self.box
+        if not (x2 >= x1 and y2 >= y1):
+            raise ValueError(f"box must be xyxy with x2>=x1 and y2>=y1, got {self.box}")
+        return self
+
+
+class DetectionsProduced(FrameRef):
+    """Detections for one frame. Topic ``detections.v1``, key = camera_id.
+
+    Carries every hop's timestamp so downstream stages can compute frame age.
+    """
+
+    schema_version: Literal[1] = 1
+    image: ObjectRef
+    annotations: ObjectRef
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    model: ModelRef
+    detections: tuple[Detection, ...]
+    capture_ts_ns: int = Field(gt=0)
+    decoded_ts_ns: int = Field(gt=0)
+    detected_ts_ns: int = Field(gt=0, description="when detection finished for the batch")
+
+
+class FrameMetrics(FrameRef):
+    """Per-frame, per-stage performance facts. Topic ``metrics.v1``, key = camera_id.
+
+    Each stage emits its own; the metrics sink merges them into one document per frame
+    (upsert by ``frame_id``), so only the fields a stage knows are set.
+    """
+
+    schema_version: Literal[1] = 1
+    stage: Literal["detector", "renderer"]
+    capture_ts_ns: int = Field(gt=0)
+    decoded_ts_ns: int | None = None
+    detected_ts_ns: int | None = None
+    rendered_ts_ns: int | None = None
+    model: ModelRef | None = None
+    batch_size: int | None = Field(default=None, ge=1)
+    inference_ms: float | None = Field(default=None, ge=0)
+    detections_by_label: dict[str, int] = Field(default_factory=dict)
+    max_score: float | None = None
+    mean_score: float | None = None
+    dropped: bool = False
+    drop_reason: str | None = None
+
+
+class DeadLetter(_Frozen):
+    """A message a consumer could not handle. Topic ``<source topic>.dlq``.
+
+    ``payload`` is the original message value decoded as UTF-8 with invalid bytes escaped
+    (``backslashreplace``), so nothing is lost for inspection or replay.
+    """
+
+    schema_version: Literal[1] = 1
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    error_type: str
+    service: str
+    failed_ts_ns: int
+    payload: str
+
+
+E = TypeVar("E", bound=BaseModel)
+
+
+class InvalidEvent(ValueError):
+    """Raised by :func:`parse_event` with a one-line reason naming the bad fields."""
+
+
+def parse_event(model: type[E], raw: bytes) -> E:
+    """Validate ``raw`` JSON bytes as ``model``.
+
+    Raises:
+        InvalidEvent: malformed JSON or failed validation; the message lists each bad field.
+    """
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise InvalidEvent(f"invalid {model.__name__}: {problems}") from exc
+
+
+def encode_event(event: BaseModel) -> bytes:
+    """Serialize an event to compact JSON bytes."""
+    return event.model_dump_json().encode()

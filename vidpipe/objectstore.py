@@ -1,0 +1,85 @@
+"""S3-compatible object storage (MinIO in production, SeaweedFS locally) through boto3.
+
+boto3 clients are thread-safe, so async services call the blocking methods through
+``asyncio.to_thread``; the connection pool is sized for that concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from vidpipe.settings import S3Settings
+
+
+class ObjectNotFound(KeyError):
+    """The bucket/key does not exist."""
+
+
+class ObjectStore:
+    """Put/get/list bytes by (bucket, key). Keys are deterministic, so a replay overwrites."""
+
+    def __init__(self, settings: S3Settings, max_connections: int = 32) -> None:
+        self._client: Any = boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            aws_access_key_id=settings.access_key.get_secret_value(),
+            aws_secret_access_key=settings.secret_key.get_secret_value(),
+            region_name=settings.region,
+            config=Config(
+                max_pool_connections=max_connections,
+                retries={"max_attempts": 5, "mode": "standard"},
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+            ),
+        )
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        self._client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, bucket: str, key: str) -> bytes:
+        """Raises :class:`ObjectNotFound` when the key (or bucket) is missing."""
+        try:
+            body: bytes = self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "NoSuchBucket", "404"}:
+                raise ObjectNotFound(f"s3://{bucket}/{key}") from exc
+            raise
+        return body
+
+    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object under ``prefix``; returns how many were deleted."""
+        keys = list(self.iter_keys(bucket, prefix))
+        for start in range(0, len(keys), 1000):
+            chunk = [{"Key": k} for k in keys[start : start + 1000]]
+            self._client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+        return len(keys)
+
+    def ensure_bucket(self, bucket: str) -> None:
+        try:
+            self._client.head_bucket(Bucket=bucket)
+        except ClientError:
+            self._client.create_bucket(Bucket=bucket)
+
+    def presigned_get_url(self, bucket: str, key: str, expires_s: int = 300) -> str:
+        url: str = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
+        )
+        return url
+
+    async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self.put, bucket, key, data, content_type)
+
+    async def aget(self, bucket: str, key: str) -> bytes:
+        return await asyncio.to_thread(self.get, bucket, key)

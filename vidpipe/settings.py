@@ -1,0 +1,63 @@
+"""Connection settings shared by every vidpipe process.
+
+Each service builds exactly one settings object in its ``__main__`` (a subclass of
+:class:`ServiceSettings`) and passes it down; nothing reads the environment at import time.
+Environment variables use the prefix ``VIDPIPE_`` and ``__`` for nesting, e.g.
+``VIDPIPE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092`` or ``VIDPIPE_S3__ENDPOINT_URL=http://minio:9000``.
+The defaults are the loopback ports that ``vidpipe up`` starts.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+
+
+class S3Settings(_Section):
+    endpoint_url: str = "http://127.0.0.1:8333"
+    access_key: SecretStr = SecretStr("vidpipe")
+    secret_key: SecretStr = SecretStr("vidpipe-secret")
+    region: str = "us-east-1"
+
+
+class PostgresSettings(_Section):
+    """``dsn`` is a libpq URL; the local stack trusts loopback connections."""
+
+    dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/vidpipe")
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+
+
+class MongoSettings(_Section):
+    url: str = "mongodb://127.0.0.1:27017"
+    database: str = "vidpipe"
+
+
+class MlflowSettings(_Section):
+    tracking_uri: str = "http://127.0.0.1:5000"
+
+
+class ServiceSettings(BaseSettings):
+    """Where the shared infrastructure lives. Services subclass this and add their own knobs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIDPIPE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    s3: S3Settings = S3Settings()
+    postgres: PostgresSettings = PostgresSettings()
+    redis: RedisSettings = RedisSettings()
+    mongo: MongoSettings = MongoSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    log_level: str = "INFO"

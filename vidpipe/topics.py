@@ -1,0 +1,53 @@
+"""Kafka topic and S3 bucket names: the only place they are spelled out.
+
+A breaking change to an event is a new topic version (``frames.decoded.v2``), never an
+in-place edit. Every consumed topic has a dead-letter twin ``<topic>.dlq``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRAMES_DECODED = "frames.decoded.v1"
+DETECTIONS = "detections.v1"
+METRICS = "metrics.v1"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """``frames.decoded.v1`` -> ``frames.decoded.v1.dlq``."""
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+
+
+#: Topics ``vidpipe up`` creates. Frames are keyed by camera_id, so a camera's frames stay
+#: ordered within one partition while cameras spread over detector replicas.
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(FRAMES_DECODED, 4),
+    TopicSpec(dead_letter_topic(FRAMES_DECODED), 1),
+    TopicSpec(DETECTIONS, 4),
+    TopicSpec(dead_letter_topic(DETECTIONS), 1),
+    TopicSpec(METRICS, 2),
+    TopicSpec(dead_letter_topic(METRICS), 1),
+)
+
+FRAMES_BUCKET = "frames"
+ANNOTATIONS_BUCKET = "annotations"
+RENDERS_BUCKET = "renders"
+DATASETS_BUCKET = "datasets"
+MLFLOW_BUCKET = "mlflow"
+#: Durable storage of the local Kafka-API broker (Tansu) lives in the S3 server too.
+BROKER_BUCKET = "tansu"
+
+BUCKETS: tuple[str, ...] = (
+    FRAMES_BUCKET,
+    ANNOTATIONS_BUCKET,
+    RENDERS_BUCKET,
+    DATASETS_BUCKET,
+    MLFLOW_BUCKET,
+    BROKER_BUCKET,
+)
