@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
+import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from services.detector.model_cache import LoadedModel
 from vidpipe.configstore import ClientConfig
@@ -18,13 +19,11 @@ class UndecodableImage(ValueError):
 
 def decode_frame(data: bytes) -> torch.Tensor:
     """JPEG bytes -> uint8 tensor ``[3, H, W]``, RGB. Raises :class:`UndecodableImage`."""
-    if not data:
-        raise UndecodableImage("empty object")
-    try:
-        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return decode_jpeg(raw, mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
-        raise UndecodableImage(f"undecodable JPEG ({len(data)} bytes): {exc}") from exc
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise UndecodableImage(f"undecodable JPEG ({len(data)} bytes)")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(rgb).permute(2, 0, 1)
 
 
 @torch.inference_mode()

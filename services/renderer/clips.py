@@ -3,9 +3,10 @@ up front (``+faststart``), which is what Chromium's <video> needs to start playi
 
 from __future__ import annotations
 
-import io
+import tempfile
 from collections.abc import Sequence
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -20,8 +21,17 @@ def encode_clip(jpeg_frames: Sequence[bytes], fps: float) -> bytes:
     """
     if not jpeg_frames:
         raise ValueError("a clip needs at least one frame")
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+    # +faststart rewrites the file in a second pass, so the muxer needs a real file.
+    with tempfile.TemporaryDirectory(prefix="vidpipe-clip-") as tmp:
+        path = Path(tmp) / "clip.mp4"
+        _write_mp4(path, jpeg_frames, fps)
+        return path.read_bytes()
+
+
+def _write_mp4(path: Path, jpeg_frames: Sequence[bytes], fps: float) -> None:
+    with av.open(
+        str(path), mode="w", format="mp4", options={"movflags": "+faststart"}
+    ) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "23", "profile": "high"}
@@ -35,7 +45,6 @@ def encode_clip(jpeg_frames: Sequence[bytes], fps: float) -> bytes:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return buffer.getvalue()
 
 
 def _decode(data: bytes) -> np.ndarray:

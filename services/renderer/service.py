@@ -91,12 +91,10 @@ class RendererService:
         rejected: list[Rejected] = []
         results = await asyncio.gather(*(self._render(rec, rejected) for rec in records))
         rendered = [r for r in results if r is not None]
-        sends = []
         for event, jpeg in sorted(rendered, key=lambda r: r[0].frame_seq):
-            sends.append(self._send_metrics(event))
             await self._add_to_clip(event, jpeg)
         await self._dead_letters.publish(rejected)
-        await asyncio.gather(*sends)
+        await asyncio.gather(*(self._send_metrics(event) for event, _ in rendered))
 
     async def _render(
         self, rec: ConsumerRecord[bytes, bytes], rejected: list[Rejected]
@@ -129,7 +127,7 @@ class RendererService:
             raise ValueError("JPEG encoding of the rendered frame failed")
         return buf.tobytes()
 
-    def _send_metrics(self, event: DetectionsProduced) -> Awaitable[Any]:
+    async def _send_metrics(self, event: DetectionsProduced) -> None:
         metrics = FrameMetrics(
             client_id=event.client_id,
             camera_id=event.camera_id,
@@ -139,13 +137,10 @@ class RendererService:
             rendered_ts_ns=time.time_ns(),
         )
 
-        async def send() -> Any:
-            fut = await self._producer.send(
-                METRICS, encode_event(metrics), key=event.camera_id.encode()
-            )
-            return await fut
-
-        return send()
+        fut = await self._producer.send(
+            METRICS, encode_event(metrics), key=event.camera_id.encode()
+        )
+        await fut
 
     async def _add_to_clip(self, event: DetectionsProduced, jpeg: bytes) -> None:
         camera = (event.client_id, event.camera_id)

@@ -1,0 +1,206 @@
+"""DetectorService with in-memory fakes and a tiny deterministic model."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from services.detector.model_cache import LoadedModel, ModelUnavailable
+from services.detector.service import DetectorService
+from tests.unit.fakes import FakeProducer, FakeStore, record
+from vidpipe.bus import DeadLetterPublisher
+from vidpipe.configstore import ClientConfig
+from vidpipe.events import (
+    DeadLetter,
+    DetectionsProduced,
+    FrameDecoded,
+    FrameMetrics,
+    ModelRef,
+    ObjectRef,
+    encode_event,
+)
+from vidpipe.topics import DETECTIONS, FRAMES_DECODED, METRICS
+
+MODEL = ModelRef(name="fixed", version="1")
+
+
+class FixedBoxes(torch.nn.Module):
+    """Two detections per image: a person (0.9) in the top-left quarter, a dog (0.2)."""
+
+    labels = ["__background__", "person", "dog"]
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        out = []
+        for img in images:
+            h, w = img.shape[1:]
+            out.append(
+                {
+                    "boxes": torch.tensor([[0, 0, w / 2, h / 2], [1, 1, 5, 5]]),
+                    "scores": torch.tensor([0.9, 0.2]),
+                    "labels": torch.tensor([1, 2]),
+                }
+            )
+        return out
+
+
+class FakeConfigs:
+    def __init__(self, configs: dict[str, ClientConfig]) -> None:
+        self.configs = configs
+
+    def get_client_config(self, client_id: str) -> ClientConfig | None:
+        return self.configs.get(client_id)
+
+
+class FakeModels:
+    def __init__(self, available: bool = True) -> None:
+        self.available = available
+
+    def resolve(self, config: ClientConfig) -> ModelRef:
+        if not self.available:
+            raise ModelUnavailable(f"{config.model_uri}: no such alias")
+        return MODEL
+
+    def get(self, ref: ModelRef) -> LoadedModel:
+        return LoadedModel(ref=ref, module=FixedBoxes(), labels=tuple(FixedBoxes.labels))
+
+
+def jpeg(width: int = 64, height: int = 48) -> bytes:
+    image = np.full((height, width, 3), 128, np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def frame_event(seq: int, client_id: str = "acme", capture_ts_ns: int | None = None) -> FrameDecoded:
+    now = time.time_ns()
+    return FrameDecoded(
+        client_id=client_id,
+        camera_id="cam-1",
+        frame_seq=seq,
+        capture_ts_ns=capture_ts_ns or now,
+        decoded_ts_ns=now,
+        width=64,
+        height=48,
+        image=ObjectRef(bucket="frames", key=f"{client_id}/cam-1/{seq}.jpg"),
+    )
+
+
+def make_service(
+    store: FakeStore,
+    producer: FakeProducer,
+    threshold: float = 0.5,
+    models: FakeModels | None = None,
+    max_frame_age_ms: int | None = None,
+) -> DetectorService:
+    config = ClientConfig(client_id="acme", model_name="fixed", score_threshold=threshold)
+    return DetectorService(
+        store=store,
+        configs=FakeConfigs({"acme": config}),
+        models=models or FakeModels(),
+        producer=producer,
+        dead_letters=DeadLetterPublisher(producer, "detector"),  # type: ignore[arg-type]
+        device=torch.device("cpu"),
+        batch_size=2,
+        max_frame_age_ms=max_frame_age_ms,
+    )
+
+
+def stored_frames(store: FakeStore, *events: FrameDecoded) -> list[object]:
+    records = []
+    for i, ev in enumerate(events):
+        store.objects[(ev.image.bucket, ev.image.key)] = jpeg()
+        records.append(record(FRAMES_DECODED, encode_event(ev), offset=i))
+    return records
+
+
+def dead_letters(producer: FakeProducer) -> list[DeadLetter]:
+    return [DeadLetter.model_validate_json(v) for v in producer.on(FRAMES_DECODED + ".dlq")]
+
+
+async def test_handle_batch_when_frames_valid_then_detections_annotations_and_metrics() -> None:
+    # given three stored frames (more than one model batch)
+    store, producer = FakeStore(), FakeProducer()
+    records = stored_frames(store, *(frame_event(i) for i in range(3)))
+    # when
+    await make_service(store, producer).handle_batch(records)  # type: ignore[arg-type]
+    # then each frame has one detections event, filtered by the 0.5 threshold
+    events = [DetectionsProduced.model_validate_json(v) for v in producer.on(DETECTIONS)]
+    assert sorted(e.frame_seq for e in events) == [0, 1, 2]
+    for event in events:
+        assert [d.label for d in event.detections] == ["person"]
+        assert event.detections[0].box == (0.0, 0.0, 32.0, 24.0)
+        assert event.model == MODEL
+        assert event.detected_ts_ns >= event.decoded_ts_ns
+        annotation = json.loads(store.objects[("annotations", event.annotations.key)])
+        assert annotation["frame_id"] == event.frame_id
+        assert annotation["detections"][0]["label"] == "person"
+    metrics = [FrameMetrics.model_validate_json(v) for v in producer.on(METRICS)]
+    assert sorted(m.frame_seq for m in metrics) == [0, 1, 2]
+    assert all(m.detections_by_label == {"person": 1} for m in metrics)
+    assert dead_letters(producer) == []
+
+
+async def test_handle_batch_when_threshold_low_then_more_detections() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    records = stored_frames(store, frame_event(0))
+    await make_service(store, producer, threshold=0.1).handle_batch(records)  # type: ignore[arg-type]
+    (event,) = [DetectionsProduced.model_validate_json(v) for v in producer.on(DETECTIONS)]
+    assert [d.label for d in event.detections] == ["person", "dog"]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "error_type"),
+    [
+        ("malformed", "invalid_event"),
+        ("unknown_client", "unknown_client"),
+        ("corrupt_jpeg", "undecodable_image"),
+        ("missing_image", "missing_image"),
+    ],
+)
+async def test_handle_batch_when_bad_input_then_dead_lettered_and_rest_detected(
+    breakage: str, error_type: str
+) -> None:
+    # given one good frame and one bad message in the same batch
+    store, producer = FakeStore(), FakeProducer()
+    good = stored_frames(store, frame_event(0))
+    bad_event = frame_event(1, client_id="nobody" if breakage == "unknown_client" else "acme")
+    bad_value = b'{"frame_seq": "x"' if breakage == "malformed" else encode_event(bad_event)
+    if breakage == "corrupt_jpeg":
+        store.objects[("frames", bad_event.image.key)] = b"\xff\xd8 not really a jpeg"
+    elif breakage == "unknown_client":
+        store.objects[("frames", bad_event.image.key)] = jpeg()
+    bad = record(FRAMES_DECODED, bad_value, offset=1)
+    # when
+    await make_service(store, producer).handle_batch([*good, bad])  # type: ignore[list-item]
+    # then the bad one is a dead letter with reason and payload, the good one is detected
+    (letter,) = dead_letters(producer)
+    assert letter.error_type == error_type
+    assert letter.offset == 1
+    assert letter.payload == bad_value.decode()
+    assert letter.reason
+    assert [DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)] == [0]
+
+
+async def test_handle_batch_when_model_missing_then_dead_lettered() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    records = stored_frames(store, frame_event(0))
+    service = make_service(store, producer, models=FakeModels(available=False))
+    await service.handle_batch(records)  # type: ignore[arg-type]
+    (letter,) = dead_letters(producer)
+    assert letter.error_type == "model_unavailable"
+    assert "models:/fixed@production" in letter.reason
+    assert producer.on(DETECTIONS) == []
+
+
+async def test_handle_batch_when_frame_over_age_budget_then_dropped_and_counted() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    old = frame_event(0, capture_ts_ns=time.time_ns() - 10_000_000_000)
+    records = stored_frames(store, old, frame_event(1))
+    await make_service(store, producer, max_frame_age_ms=1000).handle_batch(records)  # type: ignore[arg-type]
+    assert [DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)] == [1]
+    metrics = {m.frame_seq: m for m in map(FrameMetrics.model_validate_json, producer.on(METRICS))}
+    assert metrics[0].dropped and "over budget" in (metrics[0].drop_reason or "")
+    assert not metrics[1].dropped

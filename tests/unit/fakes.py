@@ -1,0 +1,60 @@
+"""In-memory stand-ins for unit tests only (integration tests use the real services)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from vidpipe.objectstore import ObjectNotFound
+
+
+def record(topic: str, value: bytes, offset: int = 0, key: bytes | None = b"cam-1") -> Any:
+    return ConsumerRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    async def aget(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.objects[(bucket, key)]
+        except KeyError:
+            raise ObjectNotFound(f"s3://{bucket}/{key}") from None
+
+    async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        self.objects[(bucket, key)] = data
+
+    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
+
+
+class FakeProducer:
+    """Records sends; each send returns an already-resolved delivery future."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        self.sent.append((topic, value, key))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def on(self, topic: str) -> list[bytes]:
+        return [value for t, value, _ in self.sent if t == topic]

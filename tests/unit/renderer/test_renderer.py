@@ -1,0 +1,127 @@
+"""Renderer drawing, clip encoding and clip segmentation with in-memory fakes."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import av
+import cv2
+import numpy as np
+
+from services.renderer.clips import encode_clip
+from services.renderer.draw import draw_detections, label_color
+from services.renderer.service import RendererService, clip_key
+from tests.unit.fakes import FakeProducer, FakeStore, record
+from vidpipe.bus import DeadLetterPublisher
+from vidpipe.events import (
+    DeadLetter,
+    Detection,
+    DetectionsProduced,
+    FrameMetrics,
+    ModelRef,
+    ObjectRef,
+    encode_event,
+)
+from vidpipe.topics import DETECTIONS, METRICS
+
+
+def jpeg(value: int = 90, width: int = 64, height: int = 48) -> bytes:
+    return cv2.imencode(".jpg", np.full((height, width, 3), value, np.uint8))[1].tobytes()
+
+
+def detections_event(seq: int, camera_id: str = "cam-1") -> DetectionsProduced:
+    now = time.time_ns()
+    return DetectionsProduced(
+        client_id="acme",
+        camera_id=camera_id,
+        frame_seq=seq,
+        image=ObjectRef(bucket="frames", key=f"acme/{camera_id}/{seq}.jpg"),
+        annotations=ObjectRef(bucket="annotations", key=f"acme/{camera_id}/{seq}.json"),
+        width=64,
+        height=48,
+        model=ModelRef(name="m", version="1"),
+        detections=(Detection(box=(8, 8, 40, 40), score=0.8, label="person"),),
+        capture_ts_ns=now,
+        decoded_ts_ns=now,
+        detected_ts_ns=now,
+    )
+
+
+def test_draw_detections_when_box_given_then_pixels_change_inside_color() -> None:
+    image = np.zeros((48, 64, 3), np.uint8)
+    drawn = draw_detections(image, [Detection(box=(8, 8, 40, 40), score=0.8, label="person")])
+    assert image.sum() == 0, "input must not be modified"
+    assert tuple(drawn[30, 8]) == label_color("person")  # left edge of the box
+    assert drawn[30, 30].sum() == 0  # inside the box stays untouched
+
+
+def test_encode_clip_when_frames_given_then_h264_mp4_with_all_frames_and_faststart() -> None:
+    data = encode_clip([jpeg(v) for v in range(0, 250, 25)], fps=10)
+    assert data.index(b"moov") < data.index(b"mdat"), "moov must come first to stream"
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        frames = list(container.decode(stream))
+    assert len(frames) == 10
+    assert (frames[0].width, frames[0].height) == (64, 48)
+
+
+async def test_handle_batch_when_detections_then_renders_metrics_and_clips_by_segment() -> None:
+    # given frames 0..4 of one camera, clips of 3 frames
+    store, producer = FakeStore(), FakeProducer()
+    events = [detections_event(seq) for seq in range(5)]
+    for ev in events:
+        store.objects[("frames", ev.image.key)] = jpeg()
+    service = RendererService(
+        store, producer, DeadLetterPublisher(producer, "renderer"), clip_frames=3  # type: ignore[arg-type]
+    )
+    records = [record(DETECTIONS, encode_event(ev), offset=i) for i, ev in enumerate(events)]
+    # when
+    await service.handle_batch(records)  # type: ignore[arg-type]
+    await service.flush_all()
+    # then every frame is rendered once, with a renderer metric, and two clips exist
+    renders = sorted(k for k in store.iter_keys("renders", "acme/cam-1/") if k.endswith(".jpg"))
+    assert renders == [f"acme/cam-1/{s}.jpg" for s in (0, 1, 2, 3, 4)]
+    metrics = [FrameMetrics.model_validate_json(v) for v in producer.on(METRICS)]
+    assert sorted(m.frame_seq for m in metrics) == [0, 1, 2, 3, 4]
+    assert all(m.stage == "renderer" and m.rendered_ts_ns for m in metrics)
+    for segment, count in ((0, 3), (1, 2)):
+        clip = store.objects[("renders", clip_key("acme", "cam-1", segment))]
+        with av.open(io.BytesIO(clip)) as container:
+            assert len(list(container.decode(video=0))) == count
+
+
+async def test_write_clip_when_restarted_mid_segment_then_includes_earlier_renders() -> None:
+    # given a render of frame 0 made before a restart
+    store, producer = FakeStore(), FakeProducer()
+    store.objects[("renders", "acme/cam-1/0.jpg")] = jpeg()
+    ev = detections_event(1)
+    store.objects[("frames", ev.image.key)] = jpeg()
+    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))  # type: ignore[arg-type]
+    # when the new process renders frame 1 and flushes
+    await service.handle_batch([record(DETECTIONS, encode_event(ev))])  # type: ignore[list-item]
+    await service.flush_all()
+    # then the clip holds both frames
+    with av.open(io.BytesIO(store.objects[("renders", clip_key("acme", "cam-1", 0))])) as c:
+        assert len(list(c.decode(video=0))) == 2
+
+
+async def test_handle_batch_when_image_missing_or_event_malformed_then_dead_lettered() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    good, missing = detections_event(0), detections_event(1)
+    store.objects[("frames", good.image.key)] = jpeg()
+    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))  # type: ignore[arg-type]
+    records = [
+        record(DETECTIONS, encode_event(good), offset=0),
+        record(DETECTIONS, encode_event(missing), offset=1),
+        record(DETECTIONS, b"[]", offset=2),
+    ]
+    await service.handle_batch(records)  # type: ignore[arg-type]
+    letters = [DeadLetter.model_validate_json(v) for v in producer.on(DETECTIONS + ".dlq")]
+    assert sorted((d.offset, d.error_type) for d in letters) == [
+        (1, "missing_image"),
+        (2, "invalid_event"),
+    ]
+    assert ("renders", "acme/cam-1/0.jpg") in store.objects
