@@ -57,7 +57,7 @@ def make_consumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=max_poll_records,
-        session_timeout_ms=30_000,
+        session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
         max_poll_interval_ms=600_000,
     )

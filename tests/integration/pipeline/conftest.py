@@ -1,0 +1,126 @@
+"""Fixtures for pipeline tests: the registered model, real vtest frames, a fresh client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from services.decoder.service import DecoderService
+from services.demo.processes import ServiceProcess, start_service
+from vidpipe.bus import make_producer
+from vidpipe.configstore import Camera, ClientConfig, ConfigStore
+from vidpipe.objectstore import ObjectStore
+from vidpipe.settings import ServiceSettings
+
+REPO = Path(__file__).resolve().parents[3]
+ASSETS = REPO / "var" / "assets"
+LOGS = REPO / "var" / "log" / "tests"
+
+
+@pytest.fixture(scope="session")
+def settings() -> ServiceSettings:
+    return ServiceSettings()
+
+
+@pytest.fixture(scope="session")
+def model_version(stack: None, settings: ServiceSettings) -> str:
+    """``coco-centernet@production`` registered in the local MLflow (imported if absent)."""
+    from services.models.registry import ensure_centernet
+
+    return ensure_centernet(
+        settings.mlflow.tracking_uri, "coco-centernet", "production", ASSETS / "centernet"
+    )
+
+
+@pytest.fixture(scope="session")
+def vtest_frames() -> list[np.ndarray]:
+    """The first 60 frames of vtest.avi (real pedestrians, 768x576 BGR)."""
+    from infra.local.media import fetch_vtest
+
+    cap = cv2.VideoCapture(str(fetch_vtest(ASSETS)))
+    frames = []
+    while len(frames) < 60:
+        ok, image = cap.read()
+        assert ok, "vtest.avi ended early"
+        frames.append(image)
+    cap.release()
+    return frames
+
+
+@pytest.fixture
+def client_id(stack: None, model_version: str, settings: ServiceSettings) -> Iterator[str]:
+    """A fresh client with a camera and a config using coco-centernet@production."""
+    client = f"it-{uuid.uuid4().hex[:8]}"
+    store = ConfigStore(settings.postgres, settings.redis)
+    store.put_client(client, client)
+    store.put_camera(
+        Camera(
+            camera_id=f"{client}-cam", client_id=client, name="test", url="file:///dev/null", fps=10
+        )
+    )
+    store.put_client_config(
+        ClientConfig(client_id=client, model_name="coco-centernet", score_threshold=0.3)
+    )
+    yield client
+    store.delete_client(client)
+    store.close()
+
+
+async def publish_frames(
+    settings: ServiceSettings, client_id: str, frames: list[np.ndarray], first_seq: int = 0
+) -> None:
+    """What the decoder does, minus the stream: JPEGs to S3, ``FrameDecoded`` to Kafka."""
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        service = DecoderService(ObjectStore(settings.s3), producer, client_id, f"{client_id}-cam")
+        pending = [
+            await service.handle_frame(first_seq + i, image, time.time_ns())
+            for i, image in enumerate(frames)
+        ]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+class Services:
+    """Service processes started by a test; all stopped (SIGTERM) at teardown."""
+
+    def __init__(self) -> None:
+        self.running: list[ServiceProcess] = []
+
+    def start(self, name: str, **env: str) -> ServiceProcess:
+        proc = start_service(name, LOGS, env, tag=f"-{uuid.uuid4().hex[:6]}")
+        self.running.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.running):
+            proc.stop()
+
+
+@pytest.fixture
+def services() -> Iterator[Services]:
+    started = Services()
+    yield started
+    started.stop_all()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 0.5 s; fail the test with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def object_count(settings: ServiceSettings, bucket: str, prefix: str, suffix: str = "") -> int:
+    return sum(1 for k in ObjectStore(settings.s3).iter_keys(bucket, prefix) if k.endswith(suffix))
