@@ -188,8 +188,9 @@ def run_pipeline(
     log_dir: Path,
     timeout_s: float = 900.0,
     console: Console | None = None,
-) -> dict[str, Any]:
-    """Run decoder -> detector -> renderer (+ metrics sink) on ``run`` and summarize it."""
+) -> tuple[dict[str, Any], Observation]:
+    """Run decoder -> detector -> renderer (+ metrics sink) on ``run``; returns the summary
+    and the raw per-frame observation."""
     prepare_camera(settings, run)
     since_ns = time.time_ns()
     # One clip spans the whole run.
@@ -206,7 +207,7 @@ def run_pipeline(
         if wait_for_exit(decoder, 1) not in (0, None):
             raise RuntimeError(f"decoder failed; see {decoder.log_path}")
     # Services are stopped: the renderer has written its last clip.
-    return summarize(settings, run, seen)
+    return summarize(settings, run, seen), seen
 
 
 def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -236,7 +237,7 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
     try:
         console.print(f"streaming {run.url} (real time, ~{run.expected_frames / run.fps:.0f} s)")
-        summary = run_pipeline(settings, run, log_dir, console=console)
+        summary, _ = run_pipeline(settings, run, log_dir, console=console)
     finally:
         stop_rtsp_server(rtsp)
     out_dir.mkdir(parents=True, exist_ok=True)

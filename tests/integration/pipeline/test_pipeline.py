@@ -94,7 +94,7 @@ def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
     camera = f"{client_id}-cam"
     run = PipelineRun(client_id, camera, rtsp_url, fps=10, expected_frames=CLIP_FRAMES)
     # when decoder, detector, renderer and metrics sink run to the end of the stream
-    summary = run_pipeline(settings, run, LOGS / camera, timeout_s=300)
+    summary, _ = run_pipeline(settings, run, LOGS / camera, timeout_s=300)
     # then every decoded frame is detected and rendered exactly once in the end state
     assert summary["frames_decoded"] >= CLIP_FRAMES - 5
     assert summary["frames_decoded"] == summary["frames_detected"] == summary["frames_rendered"]
