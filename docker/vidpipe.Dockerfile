@@ -1,0 +1,30 @@
+# One image recipe for every vidpipe process; EXTRAS picks the pyproject extra it needs:
+#   docker build -f docker/vidpipe.Dockerfile --build-arg EXTRAS=detector -t vidpipe-detector .
+# The project is installed editable so infra/migrations (not a package) stays next to the
+# code that runs it (`vidpipe provision`).
+FROM python:3.11-slim-bookworm
+
+ARG EXTRAS=""
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --create-home --uid 10001 vidpipe
+WORKDIR /app
+
+# Dependencies first so code edits do not reinstall them.
+COPY pyproject.toml ./
+RUN mkdir -p vidpipe services infra \
+    && touch vidpipe/__init__.py services/__init__.py infra/__init__.py \
+    && pip install -e ".${EXTRAS:+[${EXTRAS}]}" \
+    && rm -rf vidpipe services infra
+
+COPY vidpipe ./vidpipe
+COPY services ./services
+COPY infra ./infra
+RUN pip install --no-deps -e ".${EXTRAS:+[${EXTRAS}]}"
+
+USER vidpipe
+ENTRYPOINT ["vidpipe"]
+CMD ["--help"]

@@ -1,0 +1,251 @@
+"""Detached service processes owned by the local stack: spawn, PID files, liveness, stop.
+
+Layout under the state directory (default ``<repo>/var``):
+``run/<name>.pid`` (one decimal PID), ``log/<name>.log`` (stdout and stderr, appended),
+``data/<name>/`` (the service's files). A PID file is trusted only while that PID is alive,
+not a zombie, and its command line still contains the service's ``marker``; anything else
+is a stale file and is removed, so a reused PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+#: Children spawned by this interpreter; polling them reaps zombies when the same process
+#: that ran `up` later runs `down` (tests do), where ``kill(pid, 0)`` would still succeed.
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StackError(RuntimeError):
+    """A local service could not be installed, started, provisioned or stopped."""
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Where the local stack keeps PID files, logs and data."""
+
+    root: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def data_dir(self, name: str) -> Path:
+        return self.data_root / name
+
+    def create(self) -> None:
+        for directory in (self.run_dir, self.log_dir, self.data_root):
+            directory.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class StopPolicy:
+    """How a service is asked to stop.
+
+    ``whole_group`` signals the process group (the service leads its own session), which
+    also reaches worker children such as MLflow's uvicorn. PostgreSQL wants SIGINT ("fast
+    shutdown") on the postmaster alone, which then stops its own backends.
+    """
+
+    marker: str
+    stop_signal: int = signal.SIGTERM
+    whole_group: bool = True
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A command line to run detached: argv, extra environment, and an optional user."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True when a TCP connection to ``host:port`` succeeds within ``timeout_s``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # Field 3 follows the parenthesised command name, which may itself contain spaces.
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def pid_alive(pid: int, marker: str) -> bool:
+    """True when ``pid`` runs, is not a zombie, and its command line contains ``marker``."""
+    child = _SPAWNED.get(pid)
+    if child is not None:
+        # Our own unreaped child cannot have had its PID reused, and right after exec its
+        # /proc cmdline can still be empty (the kernel fills it in after close-on-exec fires).
+        if child.poll() is None:
+            return True
+        del _SPAWNED[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user (postgres)
+    return not _is_zombie(pid) and marker in _cmdline(pid)
+
+
+def read_owned_pid(paths: StatePaths, name: str, policy: StopPolicy,
+                   remove_stale: bool = True) -> int | None:
+    """The PID from ``run/<name>.pid`` if that process is still ours, else None.
+
+    A stale or unreadable PID file is removed unless ``remove_stale`` is False.
+    """
+    pid_file = paths.pid_file(name)
+    try:
+        pid = int(pid_file.read_text().strip())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        logger.warning("%s: ignoring unreadable PID file %s", name, pid_file)
+        pid = None
+    if pid is not None and pid_alive(pid, policy.marker):
+        return pid
+    if remove_stale:
+        pid_file.unlink(missing_ok=True)
+    return None
+
+
+def spawn(name: str, spec: ProcessSpec, paths: StatePaths) -> int:
+    """Start ``spec`` in its own session with output appended to ``log/<name>.log``.
+
+    Writes ``run/<name>.pid`` and returns the PID. Raises StackError if exec fails.
+    """
+    log_file = paths.log_file(name)
+    env = {**os.environ, **spec.env}
+    with log_file.open("ab") as log:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"=== {stamp} vidpipe up: {' '.join(spec.argv)}\n".encode())
+        log.flush()
+        try:
+            child = subprocess.Popen(
+                list(spec.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=spec.cwd,
+                user=spec.user,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise StackError(f"{name}: cannot run {spec.argv[0]}: {exc}") from exc
+    _SPAWNED[child.pid] = child
+    paths.pid_file(name).write_text(f"{child.pid}\n")
+    return child.pid
+
+
+def exit_code(pid: int) -> int | None:
+    """The exit status of a child spawned here that has already exited, else None."""
+    child = _SPAWNED.get(pid)
+    return None if child is None else child.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal(pid: int, sig: int, whole_group: bool) -> None:
+    try:
+        if whole_group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop(name: str, pid: int, policy: StopPolicy, timeout_s: float = 15.0) -> None:
+    """Send the stop signal, wait up to ``timeout_s``, then SIGKILL the whole process group.
+
+    ``pid`` leads its own process group (spawned with a new session).
+    """
+    _signal(pid, policy.stop_signal, policy.whole_group)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        leader_gone = not pid_alive(pid, policy.marker)
+        if leader_gone and not (policy.whole_group and _group_alive(pid)):
+            return
+        time.sleep(0.1)
+    logger.warning("%s: still running %.0f s after signal %d; sending SIGKILL",
+                   name, timeout_s, policy.stop_signal)
+    _signal(pid, signal.SIGKILL, whole_group=True)
+    deadline = time.monotonic() + 5.0
+    while pid_alive(pid, policy.marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid, policy.marker):
+        raise StackError(f"{name}: PID {pid} survived SIGKILL")
+
+
+@contextmanager
+def exclusive(paths: StatePaths) -> Iterator[None]:
+    """Serialise `up`/`down` across processes (two test sessions starting the stack at once)."""
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    with (paths.run_dir / "stack.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
