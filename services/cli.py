@@ -41,9 +41,14 @@ def up() -> None:
     """Start local infrastructure (Kafka API, S3, Postgres, Redis, MLflow, MongoDB) and
     create topics, buckets and the SQL schema. Safe to re-run."""
     from infra.local import stack
+    from infra.local.processes import StackError
 
     configure_logging()
-    stack.up(ServiceSettings(), STATE_DIR)
+    try:
+        stack.up(ServiceSettings(), STATE_DIR)
+    except StackError as exc:
+        typer.echo(f"vidpipe up failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
