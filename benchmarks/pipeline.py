@@ -31,7 +31,7 @@ ASSETS = REPO / "var" / "assets"
 
 def read_frames(video: Path, count: int) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(video))
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) < count:
         ok, image = cap.read()
         if not ok:

@@ -132,8 +132,9 @@ def pid_alive(pid: int, marker: str) -> bool:
     return not _is_zombie(pid) and marker in _cmdline(pid)
 
 
-def read_owned_pid(paths: StatePaths, name: str, policy: StopPolicy,
-                   remove_stale: bool = True) -> int | None:
+def read_owned_pid(
+    paths: StatePaths, name: str, policy: StopPolicy, remove_stale: bool = True
+) -> int | None:
     """The PID from ``run/<name>.pid`` if that process is still ours, else None.
 
     A stale or unreadable PID file is removed unless ``remove_stale`` is False.
@@ -220,8 +221,12 @@ def stop(name: str, pid: int, policy: StopPolicy, timeout_s: float = 15.0) -> No
         if leader_gone and not (policy.whole_group and _group_alive(pid)):
             return
         time.sleep(0.1)
-    logger.warning("%s: still running %.0f s after signal %d; sending SIGKILL",
-                   name, timeout_s, policy.stop_signal)
+    logger.warning(
+        "%s: still running %.0f s after signal %d; sending SIGKILL",
+        name,
+        timeout_s,
+        policy.stop_signal,
+    )
     _signal(pid, signal.SIGKILL, whole_group=True)
     deadline = time.monotonic() + 5.0
     while pid_alive(pid, policy.marker) and time.monotonic() < deadline:

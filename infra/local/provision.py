@@ -48,8 +48,10 @@ def sqlalchemy_url(dsn: str, database: str | None = None) -> URL:
 
 def create_databases(settings: ServiceSettings) -> None:
     """CREATE DATABASE for vidpipe's (the DSN's dbname) and ``mlflow`` when absent."""
-    wanted = [str(conninfo_to_dict(settings.postgres.dsn.get_secret_value())["dbname"]),
-              MLFLOW_DATABASE]
+    wanted = [
+        str(conninfo_to_dict(settings.postgres.dsn.get_secret_value())["dbname"]),
+        MLFLOW_DATABASE,
+    ]
     try:
         with psycopg.connect(maintenance_conninfo(settings), autocommit=True) as conn:
             for name in wanted:
@@ -121,8 +123,12 @@ async def _create_topics(bootstrap_servers: str) -> None:
             found = len(topic["partitions"])
             if found != wanted[topic["topic"]]:
                 # Growing partitions is not supported by the local broker: say so, go on.
-                logger.warning("kafka: topic %s has %d partitions, wanted %d",
-                               topic["topic"], found, wanted[topic["topic"]])
+                logger.warning(
+                    "kafka: topic %s has %d partitions, wanted %d",
+                    topic["topic"],
+                    found,
+                    wanted[topic["topic"]],
+                )
     finally:
         await admin.close()
 

@@ -38,16 +38,29 @@ MONGO_WIRE_SCRIPT = Path(__file__).with_name("mongo_wire.py")
 MIN_MONGO_PYTHON = (3, 13)
 
 
-def _run(argv: Sequence[str | Path], log: Path, what: str, user: str | None = None,
-         cwd: Path | None = None, timeout_s: float = 900) -> None:
+def _run(
+    argv: Sequence[str | Path],
+    log: Path,
+    what: str,
+    user: str | None = None,
+    cwd: Path | None = None,
+    timeout_s: float = 900,
+) -> None:
     """Run a setup step with output appended to ``log``; StackError if it fails."""
     with log.open("ab") as out:
         out.write(f"=== {what}: {' '.join(map(str, argv))}\n".encode())
         out.flush()
         try:
-            result = subprocess.run([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, user=user, cwd=cwd,
-                                    timeout=timeout_s, check=False)
+            result = subprocess.run(
+                [str(a) for a in argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=user,
+                cwd=cwd,
+                timeout=timeout_s,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise StackError(f"{what} failed: {exc}; see {log}") from exc
     if result.returncode != 0:
@@ -56,13 +69,17 @@ def _run(argv: Sequence[str | Path], log: Path, what: str, user: str | None = No
 
 def _apt_install(package: str, log: Path) -> None:
     if os.geteuid() != 0:
-        raise StackError(f"Debian package {package} is missing; run "
-                         "`sudo infra/local/install-system.sh` first")
+        raise StackError(
+            f"Debian package {package} is missing; run `sudo infra/local/install-system.sh` first"
+        )
     logger.info("installing Debian package %s (apt-get; output in %s)", package, log)
     os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
     _run(["apt-get", "update"], log, "apt-get update")
-    _run(["apt-get", "install", "-y", "--no-install-recommends", package], log,
-         f"apt-get install {package}")
+    _run(
+        ["apt-get", "install", "-y", "--no-install-recommends", package],
+        log,
+        f"apt-get install {package}",
+    )
 
 
 def _pip_install(requirement: str, log: Path) -> None:
@@ -102,14 +119,35 @@ def prepare_postgres(settings: ServiceSettings, paths: StatePaths) -> ProcessSpe
         if user:
             shutil.chown(data, user, user)  # logs need no chown: they are inherited fds
         data.chmod(0o700)
-        _run([bin_dir / "initdb", "-D", data, "--username=postgres", "--auth=trust",
-              "--encoding=UTF8", "--no-locale"], log, "initdb", user=user, cwd=data)
+        _run(
+            [
+                bin_dir / "initdb",
+                "-D",
+                data,
+                "--username=postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+            ],
+            log,
+            "initdb",
+            user=user,
+            cwd=data,
+        )
     endpoint = postgres_endpoint(settings)
     return ProcessSpec(
-        argv=[str(bin_dir / "postgres"), "-D", str(data), "-p", str(endpoint.port),
-              "-c", f"listen_addresses={endpoint.host}",
-              # TCP on loopback only: no socket in a shared directory to collide with.
-              "-c", "unix_socket_directories="],
+        argv=[
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(endpoint.port),
+            "-c",
+            f"listen_addresses={endpoint.host}",
+            # TCP on loopback only: no socket in a shared directory to collide with.
+            "-c",
+            "unix_socket_directories=",
+        ],
         user=user,
         cwd=data,
     )
@@ -126,9 +164,26 @@ def prepare_redis(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
     data = paths.data_dir("redis")
     data.mkdir(parents=True, exist_ok=True)
     endpoint = redis_endpoint(settings)
-    return ProcessSpec(argv=[binary, "--bind", endpoint.host, "--port", str(endpoint.port),
-                             "--dir", str(data), "--daemonize", "no", "--save", "60", "1000",
-                             "--appendonly", "no", "--logfile", ""])
+    return ProcessSpec(
+        argv=[
+            binary,
+            "--bind",
+            endpoint.host,
+            "--port",
+            str(endpoint.port),
+            "--dir",
+            str(data),
+            "--daemonize",
+            "no",
+            "--save",
+            "60",
+            "1000",
+            "--appendonly",
+            "no",
+            "--logfile",
+            "",
+        ]
+    )
 
 
 def weed_binary(log: Path) -> Path:
@@ -156,16 +211,32 @@ def prepare_s3(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
     )
     config = data / "s3.json"
     config.touch(mode=0o600)
-    config.write_text(identities % (_json_str(settings.s3.access_key.get_secret_value()),
-                                    _json_str(settings.s3.secret_key.get_secret_value())))
+    config.write_text(
+        identities
+        % (
+            _json_str(settings.s3.access_key.get_secret_value()),
+            _json_str(settings.s3.secret_key.get_secret_value()),
+        )
+    )
     host, port = s3_endpoint(settings).host, s3_endpoint(settings).port
-    return ProcessSpec(argv=[
-        str(weed), "-logtostderr", "mini", f"-dir={data}",
-        # -ip is also what the master advertises: without it the S3 gateway dials 192.0.2.x.
-        f"-ip={host}", f"-ip.bind={host}", f"-s3.port={port}", f"-s3.config={config}",
-        "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-    ])
+    return ProcessSpec(
+        argv=[
+            str(weed),
+            "-logtostderr",
+            "mini",
+            f"-dir={data}",
+            # -ip is also what the master advertises: without it the S3 gateway dials 192.0.2.x.
+            f"-ip={host}",
+            f"-ip.bind={host}",
+            f"-s3.port={port}",
+            f"-s3.config={config}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+    )
 
 
 def _json_str(value: str) -> str:
@@ -201,39 +272,74 @@ def prepare_kafka(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
     endpoint = kafka_endpoint(settings)
     listener = f"tcp://{endpoint.host}:{endpoint.port}"
     return ProcessSpec(
-        argv=[str(tansu), "broker", "--cluster-id", "vidpipe-local",
-              "--listener-url", listener, "--advertised-listener-url", listener,
-              "--storage-engine", f"s3://{BROKER_BUCKET}/"],
-        env={**_aws_env(settings), "AWS_ENDPOINT": settings.s3.endpoint_url,
-             "AWS_ALLOW_HTTP": "true"},
+        argv=[
+            str(tansu),
+            "broker",
+            "--cluster-id",
+            "vidpipe-local",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            f"s3://{BROKER_BUCKET}/",
+        ],
+        env={
+            **_aws_env(settings),
+            "AWS_ENDPOINT": settings.s3.endpoint_url,
+            "AWS_ALLOW_HTTP": "true",
+        },
     )
 
 
 def prepare_mlflow(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
     """``mlflow server``: Postgres database ``mlflow``, artifacts proxied into ``s3://mlflow/``."""
     if importlib.util.find_spec("mlflow") is None:
-        raise StackError("the MLflow server needs the full `mlflow` package in this venv: "
-                         "pip install -e '.[ml]' (mlflow-skinny is client-only)")
+        raise StackError(
+            "the MLflow server needs the full `mlflow` package in this venv: "
+            "pip install -e '.[ml]' (mlflow-skinny is client-only)"
+        )
     endpoint = mlflow_endpoint(settings)
     backend = sqlalchemy_url(settings.postgres.dsn.get_secret_value(), MLFLOW_DATABASE)
-    env = {**_aws_env(settings), "MLFLOW_S3_ENDPOINT_URL": settings.s3.endpoint_url,
-           # The job runner would pull in ~2 GB of extra workers; vidpipe does not use it.
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {
+        **_aws_env(settings),
+        "MLFLOW_S3_ENDPOINT_URL": settings.s3.endpoint_url,
+        # The job runner would pull in ~2 GB of extra workers; vidpipe does not use it.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     if backend.password:
         env["PGPASSWORD"] = backend.password  # libpq reads it: keeps it out of argv and `ps`
     return ProcessSpec(
-        argv=[sys.executable, "-m", "mlflow", "server",
-              "--backend-store-uri", backend.set(password=None).render_as_string(),
-              "--artifacts-destination", f"s3://{MLFLOW_BUCKET}/", "--serve-artifacts",
-              "--host", endpoint.host, "--port", str(endpoint.port), "--workers", "1"],
+        argv=[
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            backend.set(password=None).render_as_string(),
+            "--artifacts-destination",
+            f"s3://{MLFLOW_BUCKET}/",
+            "--serve-artifacts",
+            "--host",
+            endpoint.host,
+            "--port",
+            str(endpoint.port),
+            "--workers",
+            "1",
+        ],
         env=env,
     )
 
 
 def _python_version(python: Path) -> tuple[int, int] | None:
     try:
-        out = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     major, minor = out.split()
@@ -255,9 +361,11 @@ def find_mongo_python() -> Path:
         version = _python_version(python)
         if version is not None and version >= MIN_MONGO_PYTHON:
             return python
-    raise StackError("the MongoDB stand-in (mongoeco[wire]) needs Python >= 3.13 and none was "
-                     f"found (python3.13+ on PATH, {pyenv}/3.*/bin/python3); "
-                     "install one, e.g. `pyenv install 3.13`")
+    raise StackError(
+        "the MongoDB stand-in (mongoeco[wire]) needs Python >= 3.13 and none was "
+        f"found (python3.13+ on PATH, {pyenv}/3.*/bin/python3); "
+        "install one, e.g. `pyenv install 3.13`"
+    )
 
 
 def prepare_mongo(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
@@ -271,14 +379,27 @@ def prepare_mongo(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
         shutil.rmtree(venv, ignore_errors=True)
         _run([base, "-m", "venv", venv], log, "create mongo-venv")
     try:
-        subprocess.run([str(python), "-c", "import mongoeco.wire, pymongo"], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [str(python), "-c", "import mongoeco.wire, pymongo"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     except subprocess.CalledProcessError:
         logger.info("mongo: installing mongoeco[wire] into %s (output in %s)", venv, log)
         _run([python, "-m", "pip", "install", "mongoeco[wire]"], log, "pip install mongoeco")
     data = paths.data_dir("mongo")
     data.mkdir(parents=True, exist_ok=True)
     endpoint = mongo_endpoint(settings)
-    return ProcessSpec(argv=[str(python), str(MONGO_WIRE_SCRIPT), "--host", endpoint.host,
-                             "--port", str(endpoint.port),
-                             "--database-file", str(data / "mongo.sqlite3")])
+    return ProcessSpec(
+        argv=[
+            str(python),
+            str(MONGO_WIRE_SCRIPT),
+            "--host",
+            endpoint.host,
+            "--port",
+            str(endpoint.port),
+            "--database-file",
+            str(data / "mongo.sqlite3"),
+        ]
+    )

@@ -51,8 +51,7 @@ from infra.local.provision import (
 )
 from vidpipe.settings import ServiceSettings
 
-__all__ = ["ServiceStatus", "StackError", "down", "provision", "status", "up",
-           "upgrade_database"]
+__all__ = ["ServiceStatus", "StackError", "down", "provision", "status", "up", "upgrade_database"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,19 +83,59 @@ class Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("postgres", health.postgres_endpoint, health.check_postgres,
-            services.prepare_postgres, StopPolicy("postgres", SIGINT, whole_group=False), 60,
-            provision=provision_postgres),
-    Service("redis", health.redis_endpoint, health.check_redis, services.prepare_redis,
-            StopPolicy("redis-server"), 30),
-    Service("s3", health.s3_endpoint, health.check_s3, services.prepare_s3,
-            StopPolicy("weed"), 90, provision=create_buckets),
-    Service("kafka", health.kafka_endpoint, health.check_kafka, services.prepare_kafka,
-            StopPolicy("tansu"), 60, needs=("s3",), provision=create_topics),
-    Service("mlflow", health.mlflow_endpoint, health.check_mlflow, services.prepare_mlflow,
-            StopPolicy("mlflow"), 180, needs=("postgres", "s3")),
-    Service("mongo", health.mongo_endpoint, health.check_mongo, services.prepare_mongo,
-            StopPolicy("mongo_wire"), 90),
+    Service(
+        "postgres",
+        health.postgres_endpoint,
+        health.check_postgres,
+        services.prepare_postgres,
+        StopPolicy("postgres", SIGINT, whole_group=False),
+        60,
+        provision=provision_postgres,
+    ),
+    Service(
+        "redis",
+        health.redis_endpoint,
+        health.check_redis,
+        services.prepare_redis,
+        StopPolicy("redis-server"),
+        30,
+    ),
+    Service(
+        "s3",
+        health.s3_endpoint,
+        health.check_s3,
+        services.prepare_s3,
+        StopPolicy("weed"),
+        90,
+        provision=create_buckets,
+    ),
+    Service(
+        "kafka",
+        health.kafka_endpoint,
+        health.check_kafka,
+        services.prepare_kafka,
+        StopPolicy("tansu"),
+        60,
+        needs=("s3",),
+        provision=create_topics,
+    ),
+    Service(
+        "mlflow",
+        health.mlflow_endpoint,
+        health.check_mlflow,
+        services.prepare_mlflow,
+        StopPolicy("mlflow"),
+        180,
+        needs=("postgres", "s3"),
+    ),
+    Service(
+        "mongo",
+        health.mongo_endpoint,
+        health.check_mongo,
+        services.prepare_mongo,
+        StopPolicy("mongo_wire"),
+        90,
+    ),
 )
 
 
@@ -109,8 +148,7 @@ def _probe(service: Service, settings: ServiceSettings) -> str | None:
     return None
 
 
-def _wait_healthy(service: Service, settings: ServiceSettings, paths: StatePaths,
-                  pid: int) -> None:
+def _wait_healthy(service: Service, settings: ServiceSettings, paths: StatePaths, pid: int) -> None:
     log = paths.log_file(service.name)
     url = service.endpoint(settings).url
     deadline = time.monotonic() + service.start_timeout_s
@@ -119,11 +157,15 @@ def _wait_healthy(service: Service, settings: ServiceSettings, paths: StatePaths
         code = exit_code(pid)
         if code is not None or not pid_alive(pid, service.policy.marker):
             paths.pid_file(service.name).unlink(missing_ok=True)
-            raise StackError(f"{service.name} exited (code {code}) before answering at {url}; "
-                             f"see {log}:\n{tail(log)}")
+            raise StackError(
+                f"{service.name} exited (code {code}) before answering at {url}; "
+                f"see {log}:\n{tail(log)}"
+            )
         if time.monotonic() > deadline:
-            raise StackError(f"{service.name} (pid {pid}) not healthy at {url} after "
-                             f"{service.start_timeout_s:.0f} s: {reason}; see {log}")
+            raise StackError(
+                f"{service.name} (pid {pid}) not healthy at {url} after "
+                f"{service.start_timeout_s:.0f} s: {reason}; see {log}"
+            )
         time.sleep(0.3)
         reason = _probe(service, settings)
 
@@ -142,11 +184,15 @@ def ensure_service(service: Service, settings: ServiceSettings, paths: StatePath
         logger.info("%-8s healthy  %s (pid %d)", service.name, endpoint.url, pid)
         return
     if port_open(endpoint.host, endpoint.port):
-        raise StackError(f"{service.name}: {endpoint.host}:{endpoint.port} is taken by a "
-                         f"process that does not answer as {service.name} ({reason})")
+        raise StackError(
+            f"{service.name}: {endpoint.host}:{endpoint.port} is taken by a "
+            f"process that does not answer as {service.name} ({reason})"
+        )
     if not endpoint.loopback:
-        raise StackError(f"{service.name}: {endpoint.url} is unreachable ({reason}); only "
-                         "loopback services are started locally")
+        raise StackError(
+            f"{service.name}: {endpoint.url} is unreachable ({reason}); only "
+            "loopback services are started locally"
+        )
     started = time.monotonic()
     spec = service.prepare(settings, paths)
     if _probe(service, settings) is None:  # an apt install may have started the distro's
@@ -154,8 +200,14 @@ def ensure_service(service: Service, settings: ServiceSettings, paths: StatePath
         return
     pid = spawn(service.name, spec, paths)
     _wait_healthy(service, settings, paths, pid)
-    logger.info("%-8s started  %s (pid %d, %.1f s, log %s)", service.name, endpoint.url, pid,
-                time.monotonic() - started, paths.log_file(service.name))
+    logger.info(
+        "%-8s started  %s (pid %d, %.1f s, log %s)",
+        service.name,
+        endpoint.url,
+        pid,
+        time.monotonic() - started,
+        paths.log_file(service.name),
+    )
 
 
 def up(settings: ServiceSettings, state_dir: Path = DEFAULT_STATE_DIR) -> None:
@@ -206,8 +258,16 @@ def status(settings: ServiceSettings, state_dir: Path = DEFAULT_STATE_DIR) -> li
     for service in SERVICES:
         pid = read_owned_pid(paths, service.name, service.policy, remove_stale=False)
         reason = _probe(service, settings)
-        rows.append(ServiceStatus(service.name, service.endpoint(settings).url, reason is None,
-                                  pid, pid is not None, reason or ""))
+        rows.append(
+            ServiceStatus(
+                service.name,
+                service.endpoint(settings).url,
+                reason is None,
+                pid,
+                pid is not None,
+                reason or "",
+            )
+        )
     return rows
 
 

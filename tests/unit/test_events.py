@@ -86,7 +86,7 @@ def test_detection_when_box_not_xyxy_then_rejected() -> None:
 
 def test_events_when_frozen_then_immutable() -> None:
     with pytest.raises(ValueError):
-        FRAME.frame_seq = 3  # type: ignore[misc]
+        FRAME.frame_seq = 3
 
 
 def test_dead_letter_when_built_then_keeps_payload() -> None:

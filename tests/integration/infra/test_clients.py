@@ -30,14 +30,21 @@ async def test_kafka_when_keyed_record_with_headers_then_consumer_group_reads_it
     await producer.start()
     try:
         sent = await producer.send_and_wait(
-            topic, b'{"frame": 1}', key=b"camera-7",
+            topic,
+            b'{"frame": 1}',
+            key=b"camera-7",
             headers=[("schema_version", b"1"), ("trace", b"abc")],
         )
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"it-{topic}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"it-{topic}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         record = await consumer.getone()
@@ -67,10 +74,14 @@ def test_mlflow_when_artifact_logged_then_model_version_registered_and_aliased(
             mlflow.log_artifact(str(weights), artifact_path="model")
         client.create_registered_model(name)
         version = client.create_model_version(
-            name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+            name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        )
         client.set_registered_model_alias(name, "production", version.version)
-        downloaded = Path(mlflow.artifacts.download_artifacts(
-            f"models:/{name}@production", dst_path=str(tmp_path / "out")))
+        downloaded = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{name}@production", dst_path=str(tmp_path / "out")
+            )
+        )
 
         assert client.get_model_version_by_alias(name, "production").version == version.version
         assert (downloaded / "weights.txt").read_text() == "tiny artifact"
@@ -84,25 +95,39 @@ def test_mongo_when_metrics_sink_operations_then_behave_like_mongodb(
     stack: None, stack_settings: ServiceSettings
 ) -> None:
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        stack_settings.mongo.url, serverSelectionTimeoutMS=5000)
+        stack_settings.mongo.url, serverSelectionTimeoutMS=5000
+    )
     collection = client[stack_settings.mongo.database][f"it_{uuid.uuid4().hex[:8]}"]
     try:
         inserted = collection.insert_many(
-            [{"frame_id": f"f{i}", "camera_id": f"c{i % 2}", "age_ms": i} for i in range(20)])
+            [{"frame_id": f"f{i}", "camera_id": f"c{i % 2}", "age_ms": i} for i in range(20)]
+        )
         upsert_new = collection.update_one(
-            {"frame_id": "late"}, {"$set": {"camera_id": "c1", "age_ms": 99}}, upsert=True)
+            {"frame_id": "late"}, {"$set": {"camera_id": "c1", "age_ms": 99}}, upsert=True
+        )
         upsert_old = collection.update_one(
-            {"frame_id": "f3"}, {"$set": {"age_ms": 300}}, upsert=True)
+            {"frame_id": "f3"}, {"$set": {"age_ms": 300}}, upsert=True
+        )
         index = collection.create_index([("camera_id", 1), ("frame_id", 1)])
-        found = list(collection.find({"camera_id": "c1", "age_ms": {"$gte": 10}},
-                                     {"_id": 0, "frame_id": 1}).sort("age_ms", 1))
+        found = list(
+            collection.find(
+                {"camera_id": "c1", "age_ms": {"$gte": 10}}, {"_id": 0, "frame_id": 1}
+            ).sort("age_ms", 1)
+        )
 
         assert len(inserted.inserted_ids) == 20
         assert upsert_new.upserted_id is not None
         assert (upsert_old.matched_count, upsert_old.modified_count) == (1, 1)
         assert index in collection.index_information()
-        assert [doc["frame_id"] for doc in found] == ["f11", "f13", "f15", "f17", "f19",
-                                                      "late", "f3"]
+        assert [doc["frame_id"] for doc in found] == [
+            "f11",
+            "f13",
+            "f15",
+            "f17",
+            "f19",
+            "late",
+            "f3",
+        ]
     finally:
         collection.drop()
         client.close()

@@ -57,8 +57,12 @@ def vidpipe_db(stack: None, stack_settings: ServiceSettings) -> Iterator[psycopg
 
 
 def test_schema_when_migrated_then_tables_at_head(vidpipe_db: psycopg.Connection) -> None:
-    tables = {row[0] for row in vidpipe_db.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+    tables = {
+        row[0]
+        for row in vidpipe_db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+    }
     version = vidpipe_db.execute("SELECT version_num FROM alembic_version").fetchone()
 
     assert {"clients", "cameras", "client_configs", "alembic_version"} <= tables
@@ -79,22 +83,32 @@ def test_client_configs_when_alias_and_version_both_or_neither_then_rejected(
     client_id = f"it-{uuid.uuid4().hex[:8]}"
     vidpipe_db.execute("INSERT INTO clients (client_id, name) VALUES (%s, 'Test')", (client_id,))
     try:
-        insert = ("INSERT INTO client_configs (client_id, model_name, model_alias, model_version)"
-                  " VALUES (%s, 'coco-centernet', %s, %s)")
+        insert = (
+            "INSERT INTO client_configs (client_id, model_name, model_alias, model_version)"
+            " VALUES (%s, 'coco-centernet', %s, %s)"
+        )
         for alias, version in ((None, None), ("production", "3")):
             with pytest.raises(psycopg.errors.CheckViolation):
                 vidpipe_db.execute(insert, (client_id, alias, version))
         with pytest.raises(psycopg.errors.CheckViolation):
-            vidpipe_db.execute("INSERT INTO client_configs (client_id, model_name, model_alias,"
-                               " score_threshold) VALUES (%s, 'm', 'a', 1.5)", (client_id,))
+            vidpipe_db.execute(
+                "INSERT INTO client_configs (client_id, model_name, model_alias,"
+                " score_threshold) VALUES (%s, 'm', 'a', 1.5)",
+                (client_id,),
+            )
         vidpipe_db.execute(insert, (client_id, "production", None))
-        vidpipe_db.execute("INSERT INTO cameras (camera_id, client_id, url) VALUES (%s, %s, %s)",
-                           (f"{client_id}-cam", client_id, "rtsp://127.0.0.1:8554/x"))
+        vidpipe_db.execute(
+            "INSERT INTO cameras (camera_id, client_id, url) VALUES (%s, %s, %s)",
+            (f"{client_id}-cam", client_id, "rtsp://127.0.0.1:8554/x"),
+        )
         config = vidpipe_db.execute(
             "SELECT score_threshold, classes_of_interest, sampling_fps FROM client_configs"
-            " WHERE client_id = %s", (client_id,)).fetchone()
+            " WHERE client_id = %s",
+            (client_id,),
+        ).fetchone()
         camera = vidpipe_db.execute(
-            "SELECT fps, enabled FROM cameras WHERE client_id = %s", (client_id,)).fetchone()
+            "SELECT fps, enabled FROM cameras WHERE client_id = %s", (client_id,)
+        ).fetchone()
         assert config == (0.3, [], None)
         assert camera == (10.0, True)
     finally:
@@ -102,5 +116,6 @@ def test_client_configs_when_alias_and_version_both_or_neither_then_rejected(
     leftovers = vidpipe_db.execute(
         "SELECT (SELECT count(*) FROM cameras WHERE client_id = %s)"
         " + (SELECT count(*) FROM client_configs WHERE client_id = %s)",
-        (client_id, client_id)).fetchone()
+        (client_id, client_id),
+    ).fetchone()
     assert leftovers == (0,)  # ON DELETE CASCADE

@@ -96,13 +96,18 @@ async def _produce_one(bootstrap: str, topic: str, value: bytes) -> None:
 
 
 async def _read_values(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         batches = await consumer.getmany(timeout_ms=5000)
-        return [record.value for records in batches.values() for record in records
-                if record.value is not None]
+        return [
+            record.value
+            for records in batches.values()
+            for record in records
+            if record.value is not None
+        ]
     finally:
         await consumer.stop()
 
@@ -136,7 +141,8 @@ def test_up_when_ports_free_then_own_postgres_and_redis_start_and_down_stops_the
 ) -> None:
     settings = ServiceSettings(
         postgres=PostgresSettings(
-            dsn=SecretStr(f"postgresql://postgres@127.0.0.1:{_free_port()}/vidpipe")),
+            dsn=SecretStr(f"postgresql://postgres@127.0.0.1:{_free_port()}/vidpipe")
+        ),
         redis=RedisSettings(url=f"redis://127.0.0.1:{_free_port()}/0"),
     )
     paths = StatePaths(scratch_state)

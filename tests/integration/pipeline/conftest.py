@@ -45,7 +45,7 @@ def vtest_frames() -> list[np.ndarray]:
     from infra.local.media import fetch_vtest
 
     cap = cv2.VideoCapture(str(fetch_vtest(ASSETS)))
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) < 60:
         ok, image = cap.read()
         assert ok, "vtest.avi ended early"

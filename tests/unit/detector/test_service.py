@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -32,7 +33,7 @@ MODEL = ModelRef(name="fixed", version="1")
 class FixedBoxes(torch.nn.Module):
     """Two detections per image: a person (0.9) in the top-left quarter, a dog (0.2)."""
 
-    labels = ["__background__", "person", "dog"]
+    labels: ClassVar[list[str]] = ["__background__", "person", "dog"]
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         out = []
@@ -74,7 +75,9 @@ def jpeg(width: int = 64, height: int = 48) -> bytes:
     return cv2.imencode(".jpg", image)[1].tobytes()
 
 
-def frame_event(seq: int, client_id: str = "acme", capture_ts_ns: int | None = None) -> FrameDecoded:
+def frame_event(
+    seq: int, client_id: str = "acme", capture_ts_ns: int | None = None
+) -> FrameDecoded:
     now = time.time_ns()
     return FrameDecoded(
         client_id=client_id,
@@ -101,7 +104,7 @@ def make_service(
         configs=FakeConfigs({"acme": config}),
         models=models or FakeModels(),
         producer=producer,
-        dead_letters=DeadLetterPublisher(producer, "detector"),  # type: ignore[arg-type]
+        dead_letters=DeadLetterPublisher(producer, "detector"),
         device=torch.device("cpu"),
         batch_size=2,
         max_frame_age_ms=max_frame_age_ms,
@@ -125,7 +128,7 @@ async def test_handle_batch_when_frames_valid_then_detections_annotations_and_me
     store, producer = FakeStore(), FakeProducer()
     records = stored_frames(store, *(frame_event(i) for i in range(3)))
     # when
-    await make_service(store, producer).handle_batch(records)  # type: ignore[arg-type]
+    await make_service(store, producer).handle_batch(records)
     # then each frame has one detections event, filtered by the 0.5 threshold
     events = [DetectionsProduced.model_validate_json(v) for v in producer.on(DETECTIONS)]
     assert sorted(e.frame_seq for e in events) == [0, 1, 2]
@@ -146,7 +149,7 @@ async def test_handle_batch_when_frames_valid_then_detections_annotations_and_me
 async def test_handle_batch_when_threshold_low_then_more_detections() -> None:
     store, producer = FakeStore(), FakeProducer()
     records = stored_frames(store, frame_event(0))
-    await make_service(store, producer, threshold=0.1).handle_batch(records)  # type: ignore[arg-type]
+    await make_service(store, producer, threshold=0.1).handle_batch(records)
     (event,) = [DetectionsProduced.model_validate_json(v) for v in producer.on(DETECTIONS)]
     assert [d.label for d in event.detections] == ["person", "dog"]
 
@@ -174,21 +177,23 @@ async def test_handle_batch_when_bad_input_then_dead_lettered_and_rest_detected(
         store.objects[("frames", bad_event.image.key)] = jpeg()
     bad = record(FRAMES_DECODED, bad_value, offset=1)
     # when
-    await make_service(store, producer).handle_batch([*good, bad])  # type: ignore[list-item]
+    await make_service(store, producer).handle_batch([*good, bad])
     # then the bad one is a dead letter with reason and payload, the good one is detected
     (letter,) = dead_letters(producer)
     assert letter.error_type == error_type
     assert letter.offset == 1
     assert letter.payload == bad_value.decode()
     assert letter.reason
-    assert [DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)] == [0]
+    assert [
+        DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)
+    ] == [0]
 
 
 async def test_handle_batch_when_model_missing_then_dead_lettered() -> None:
     store, producer = FakeStore(), FakeProducer()
     records = stored_frames(store, frame_event(0))
     service = make_service(store, producer, models=FakeModels(available=False))
-    await service.handle_batch(records)  # type: ignore[arg-type]
+    await service.handle_batch(records)
     (letter,) = dead_letters(producer)
     assert letter.error_type == "model_unavailable"
     assert "models:/fixed@production" in letter.reason
@@ -199,8 +204,10 @@ async def test_handle_batch_when_frame_over_age_budget_then_dropped_and_counted(
     store, producer = FakeStore(), FakeProducer()
     old = frame_event(0, capture_ts_ns=time.time_ns() - 10_000_000_000)
     records = stored_frames(store, old, frame_event(1))
-    await make_service(store, producer, max_frame_age_ms=1000).handle_batch(records)  # type: ignore[arg-type]
-    assert [DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)] == [1]
+    await make_service(store, producer, max_frame_age_ms=1000).handle_batch(records)
+    assert [
+        DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)
+    ] == [1]
     metrics = {m.frame_seq: m for m in map(FrameMetrics.model_validate_json, producer.on(METRICS))}
     assert metrics[0].dropped and "over budget" in (metrics[0].drop_reason or "")
     assert not metrics[1].dropped

@@ -59,7 +59,7 @@ def test_draw_detections_when_box_given_then_pixels_change_inside_color() -> Non
 def test_encode_clip_when_frames_given_then_h264_mp4_with_all_frames_and_faststart() -> None:
     data = encode_clip([jpeg(v) for v in range(0, 250, 25)], fps=10)
     assert data.index(b"moov") < data.index(b"mdat"), "moov must come first to stream"
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
         assert stream.codec_context.pix_fmt == "yuv420p"
@@ -75,11 +75,11 @@ async def test_handle_batch_when_detections_then_renders_metrics_and_clips_by_se
     for ev in events:
         store.objects[("frames", ev.image.key)] = jpeg()
     service = RendererService(
-        store, producer, DeadLetterPublisher(producer, "renderer"), clip_frames=3  # type: ignore[arg-type]
+        store, producer, DeadLetterPublisher(producer, "renderer"), clip_frames=3
     )
     records = [record(DETECTIONS, encode_event(ev), offset=i) for i, ev in enumerate(events)]
     # when
-    await service.handle_batch(records)  # type: ignore[arg-type]
+    await service.handle_batch(records)
     await service.flush_all()
     # then every frame is rendered once, with a renderer metric, and two clips exist
     renders = sorted(k for k in store.iter_keys("renders", "acme/cam-1/") if k.endswith(".jpg"))
@@ -89,7 +89,7 @@ async def test_handle_batch_when_detections_then_renders_metrics_and_clips_by_se
     assert all(m.stage == "renderer" and m.rendered_ts_ns for m in metrics)
     for segment, count in ((0, 3), (1, 2)):
         clip = store.objects[("renders", clip_key("acme", "cam-1", segment))]
-        with av.open(io.BytesIO(clip)) as container:
+        with av.open(io.BytesIO(clip), mode="r") as container:
             assert len(list(container.decode(video=0))) == count
 
 
@@ -99,12 +99,14 @@ async def test_write_clip_when_restarted_mid_segment_then_includes_earlier_rende
     store.objects[("renders", "acme/cam-1/0.jpg")] = jpeg()
     ev = detections_event(1)
     store.objects[("frames", ev.image.key)] = jpeg()
-    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))  # type: ignore[arg-type]
+    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))
     # when the new process renders frame 1 and flushes
-    await service.handle_batch([record(DETECTIONS, encode_event(ev))])  # type: ignore[list-item]
+    await service.handle_batch([record(DETECTIONS, encode_event(ev))])
     await service.flush_all()
     # then the clip holds both frames
-    with av.open(io.BytesIO(store.objects[("renders", clip_key("acme", "cam-1", 0))])) as c:
+    with av.open(
+        io.BytesIO(store.objects[("renders", clip_key("acme", "cam-1", 0))]), mode="r"
+    ) as c:
         assert len(list(c.decode(video=0))) == 2
 
 
@@ -112,13 +114,13 @@ async def test_handle_batch_when_image_missing_or_event_malformed_then_dead_lett
     store, producer = FakeStore(), FakeProducer()
     good, missing = detections_event(0), detections_event(1)
     store.objects[("frames", good.image.key)] = jpeg()
-    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))  # type: ignore[arg-type]
+    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))
     records = [
         record(DETECTIONS, encode_event(good), offset=0),
         record(DETECTIONS, encode_event(missing), offset=1),
         record(DETECTIONS, b"[]", offset=2),
     ]
-    await service.handle_batch(records)  # type: ignore[arg-type]
+    await service.handle_batch(records)
     letters = [DeadLetter.model_validate_json(v) for v in producer.on(DETECTIONS + ".dlq")]
     assert sorted((d.offset, d.error_type) for d in letters) == [
         (1, "missing_image"),
