@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 DEMO_CLIENT = "demo"
 DEMO_CAMERA = "vtest-cam"
 RTSP_PORT = 8554
+#: glibc keeps freed memory instead of returning it to the OS on every tensor op; measured
+#: ~2x model throughput at batch 8 on CPU (see benchmarks/README.md).
+DETECTOR_CPU_ENV = {"MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,8 @@ def run_pipeline(
     since_ns = time.time_ns()
     # One clip spans the whole run.
     clip_frames = str(max(2, run.expected_frames + 100))
-    with running_services(log_dir, {"renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames}}) as services:
+    env = {"renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames}, "detector": DETECTOR_CPU_ENV}
+    with running_services(log_dir, env) as services:
         decoder_env = {"VIDPIPE_CAMERA_ID": run.camera_id, "VIDPIPE_RECONNECT": "false"}
         decoder = start_service("decoder", log_dir, decoder_env)
         try:
