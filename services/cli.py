@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from services.evaluator.cli import evaluate_app
 from vidpipe.logs import configure_logging
 from vidpipe.settings import ServiceSettings
 
@@ -25,6 +26,7 @@ cameras_app = typer.Typer(no_args_is_help=True, help="Cameras of a client.")
 app.add_typer(models_app, name="models")
 app.add_typer(clients_app, name="clients")
 app.add_typer(cameras_app, name="cameras")
+app.add_typer(evaluate_app, name="evaluate")
 
 log = logging.getLogger("vidpipe")
 

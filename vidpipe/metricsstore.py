@@ -59,5 +59,9 @@ class MetricsStore:
     def find(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         return list(self._collection.find(query))
 
+    def count(self, query: dict[str, Any]) -> int:
+        """Documents matching ``query`` (ids only; no aggregation, which the stand-in lacks)."""
+        return sum(1 for _ in self._collection.find(query, projection={"_id": 1}))
+
     def close(self) -> None:
         self._client.close()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from rich.table import Table
 from services.demo.processes import ServiceProcess, start_service, wait_for_exit
 from services.demo.watch import Observation, PipelineWatch
 from vidpipe.configstore import Camera, ClientConfig, ConfigStore
+from vidpipe.metricsstore import MetricsStore
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
@@ -162,6 +164,30 @@ async def follow_run(
         await watch.stop()
 
 
+def wait_for_metrics(
+    settings: ServiceSettings, run: PipelineRun, since_ns: int, frames: int, timeout_s: float
+) -> None:
+    """Wait until the metrics sink has merged every rendered frame into MongoDB, so a report
+    run right after sees the whole run. Logs a warning (not an error) on timeout: the
+    remaining metrics stay uncommitted in Kafka and are merged when the sink runs next."""
+    store = MetricsStore(settings.mongo)
+    query = {
+        "client_id": run.client_id,
+        "camera_id": run.camera_id,
+        "capture_ts_ns": {"$gte": since_ns},
+        "rendered_ts_ns": {"$gt": 0},
+    }
+    deadline = time.monotonic() + timeout_s
+    try:
+        while (merged := store.count(query)) < frames:
+            if time.monotonic() > deadline:
+                log.warning("metrics sink merged %d of %d frames so far", merged, frames)
+                return
+            time.sleep(1)
+    finally:
+        store.close()
+
+
 def summarize(settings: ServiceSettings, run: PipelineRun, seen: Observation) -> dict[str, Any]:
     """The demo summary: counts from the end state in S3, timings from the events."""
     objects = ObjectStore(settings.s3)
@@ -210,6 +236,7 @@ def run_pipeline(
             decoder.stop()
         if wait_for_exit(decoder, 1) not in (0, None):
             raise RuntimeError(f"decoder failed; see {decoder.log_path}")
+        wait_for_metrics(settings, run, since_ns, len(seen.rendered.at), timeout_s=180)
     # Services are stopped: the renderer has written its last clip.
     return summarize(settings, run, seen), seen
 
@@ -229,6 +256,7 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
         state_dir / "assets" / "centernet",
     )
     console.print(f"model: models:/coco-centernet@production (version {version})")
+    started = datetime.now(UTC)
     log_dir = state_dir / "log" / "demo"
     rtsp = start_rtsp_server(mp4, RTSP_PORT, "/vtest", log_dir / "rtsp-server.log")
     run = PipelineRun(
@@ -244,11 +272,32 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
         summary, _ = run_pipeline(settings, run, log_dir, console=console)
     finally:
         stop_rtsp_server(rtsp)
+    summary.update(evaluate_run(console, started))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "demo-summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(console, summary, path)
     return summary
+
+
+def evaluate_run(console: Console, started: datetime) -> dict[str, Any]:
+    """The Spark report over the run's hours and ``coco-centernet@production``'s accuracy on
+    the hand-labelled ``vtest-persons`` set (single class, so mAP@.5 = person AP@.5)."""
+    from services.evaluator.accuracy import evaluate_accuracy
+    from services.evaluator.cli import accuracy_table, prepare_builtin_dataset, print_run
+    from services.evaluator.datasets import VTEST_PERSONS
+    from services.evaluator.report import generate_report
+    from services.evaluator.settings import EvaluatorSettings
+
+    settings = EvaluatorSettings()
+    console.print("running the Spark report job over this run ...")
+    report = generate_report(settings, started, None)
+    print_run(report, console)
+    console.print(f"evaluating accuracy on {VTEST_PERSONS} ...")
+    prepare_builtin_dataset(settings, VTEST_PERSONS)
+    accuracy = evaluate_accuracy(settings, VTEST_PERSONS, "coco-centernet@production")
+    console.print(accuracy_table(accuracy))
+    return {"report_rows": len(report.rows), "map_50": round(accuracy.map_50, 4)}
 
 
 def print_summary(console: Console, summary: dict[str, Any], path: Path) -> None:
@@ -264,5 +313,8 @@ def print_summary(console: Console, summary: dict[str, Any], path: Path) -> None
     table.add_row("clip", f"s3://{summary['clip']}")
     model = summary["model"] or {}
     table.add_row("model", f"{model.get('name')} v{model.get('version')}")
+    if "report_rows" in summary:
+        table.add_row("report rows", str(summary["report_rows"]))
+        table.add_row("person AP@.5 (vtest-persons)", f"{summary['map_50']:.3f}")
     console.print(table)
     console.print(f"summary written to {path}")
