@@ -246,7 +246,7 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     from infra.local.media import VTEST_FRAMES, prepare_vtest, start_rtsp_server, stop_rtsp_server
     from services.models.registry import ensure_centernet
 
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=160)
     stack.up(settings, state_dir)
     _, mp4 = prepare_vtest(state_dir / "assets")
     version = ensure_centernet(

@@ -123,7 +123,8 @@ class PipelineWatch:
                     seen.rendered.at[m.frame_seq] = m.rendered_ts_ns
             elif topic in self._dlqs:
                 letter = parse_event(DeadLetter, value)
-                if letter.failed_ts_ns >= self._since_ns:
+                # Messages are keyed by camera_id, and so are their dead letters.
+                if letter.failed_ts_ns >= self._since_ns and letter.key == self._camera_id:
                     seen.dead_letters += 1
         except InvalidEvent:
             # Malformed events are the consumers' business (they dead-letter them).
