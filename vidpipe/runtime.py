@@ -23,8 +23,18 @@ def install_stop_signal() -> asyncio.Event:
     return stop
 
 
-def serve_metrics(port: int | None) -> None:
-    """Expose Prometheus metrics on 127.0.0.1:``port`` when a port is configured."""
-    if port is not None:
-        start_http_server(port, addr="127.0.0.1")
-        log.info("prometheus metrics on http://127.0.0.1:%d/metrics", port)
+def serve_metrics(port: int | None, addr: str = "127.0.0.1") -> bool:
+    """Expose Prometheus metrics at ``http://addr:port/metrics`` when a port is configured.
+
+    A port already in use (say, a second replica on the same host) is logged and skipped:
+    metrics are worth less than the service. Returns whether the endpoint is up.
+    """
+    if port is None:
+        return False
+    try:
+        start_http_server(port, addr=addr)
+    except OSError as exc:
+        log.warning("prometheus metrics not exposed on %s:%d: %s", addr, port, exc)
+        return False
+    log.info("prometheus metrics on http://%s:%d/metrics", addr, port)
+    return True

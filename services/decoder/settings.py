@@ -16,4 +16,7 @@ class DecoderSettings(ServiceSettings):
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
     queue_size: int = Field(default=32, ge=1, description="frames buffered between read and upload")
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(
+        default=None,
+        description="Prometheus /metrics port (one decoder per camera)",
+    )

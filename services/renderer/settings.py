@@ -15,4 +15,4 @@ class RendererSettings(ServiceSettings):
     clip_frames: int = Field(default=100, ge=2, description="frame_seq span of one MP4 clip")
     clip_fps: float = Field(default=10.0, gt=0, le=120, description="playback rate of clips")
     clip_idle_s: float = Field(default=3.0, gt=0, description="write an open clip after idling")
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(default=9103, description="Prometheus /metrics port")
