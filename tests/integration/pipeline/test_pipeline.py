@@ -52,39 +52,36 @@ def rtsp_url(stack: None) -> Iterator[str]:
     stop_rtsp_server(proc)
 
 
-async def _detections_for(settings: ServiceSettings, camera_id: str) -> list[DetectionsProduced]:
-    """Every detections event of one camera on the topic (a throw-away group, from the start)."""
-    consumer = make_consumer(settings.kafka, f"check-{uuid.uuid4().hex[:8]}", DETECTIONS)
+async def _read_keyed(
+    settings: ServiceSettings, topic: str, key: bytes, group: str | None = None
+) -> list[bytes]:
+    """Values of ``topic`` with ``key``, read until 3 s pass with nothing new.
+
+    ``group=None`` reads everything through a throw-away group; a service's group reads only
+    what that group has not committed (and commits nothing itself).
+    """
+    consumer = make_consumer(settings.kafka, group or f"check-{uuid.uuid4().hex[:8]}", topic)
     await consumer.start()
-    found: list[DetectionsProduced] = []
+    values: list[bytes] = []
     try:
         idle = 0
         while idle < 3:
             polled = await consumer.getmany(timeout_ms=1000, max_records=5000)
             records = [r for batch in polled.values() for r in batch]
             idle = 0 if records else idle + 1
-            for rec in records:
-                if rec.key == camera_id.encode():
-                    found.append(DetectionsProduced.model_validate_json(rec.value or b""))
+            values += [r.value or b"" for r in records if r.key == key]
     finally:
         await consumer.stop()
-    return found
+    return values
 
 
-async def _uncommitted_for(settings: ServiceSettings, group: str, topic: str, key: bytes) -> int:
-    """Messages with ``key`` that ``group`` has not committed (joins the idle group briefly)."""
-    consumer = make_consumer(settings.kafka, group, topic)
-    await consumer.start()
-    try:
-        count, idle = 0, 0
-        while idle < 3:
-            polled = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            records = [r for batch in polled.values() for r in batch]
-            idle = 0 if records else idle + 1
-            count += sum(1 for r in records if r.key == key)
-    finally:
-        await consumer.stop()  # without committing: the group's position is unchanged
-    return count
+def _detections_for(settings: ServiceSettings, camera_id: str) -> list[DetectionsProduced]:
+    values = asyncio.run(_read_keyed(settings, DETECTIONS, camera_id.encode()))
+    return [DetectionsProduced.model_validate_json(v) for v in values]
+
+
+def _uncommitted_for(settings: ServiceSettings, group: str, topic: str, key: bytes) -> int:
+    return len(asyncio.run(_read_keyed(settings, topic, key, group)))
 
 
 def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
@@ -108,8 +105,8 @@ def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
     assert all(d.get("detected_ts_ns") and d.get("rendered_ts_ns") for d in docs)
     # offsets are committed: nothing of this camera is left for the detector or renderer
     key = camera.encode()
-    assert asyncio.run(_uncommitted_for(settings, "detector", FRAMES_DECODED, key)) == 0
-    assert asyncio.run(_uncommitted_for(settings, "renderer", DETECTIONS, key)) == 0
+    assert _uncommitted_for(settings, "detector", FRAMES_DECODED, key) == 0
+    assert _uncommitted_for(settings, "renderer", DETECTIONS, key) == 0
 
 
 def test_pipeline_when_frames_replayed_then_no_duplicate_objects_or_records(
@@ -130,7 +127,7 @@ def test_pipeline_when_frames_replayed_then_no_duplicate_objects_or_records(
     # when the very same frames are published again (a decoder replay)
     asyncio.run(publish_frames(settings, client_id, frames))
     wait_for(
-        lambda: len(asyncio.run(_detections_for(settings, camera))) == 40,
+        lambda: len(_detections_for(settings, camera)) == 40,
         180,
         "the replayed frames to be detected",
     )
@@ -189,7 +186,7 @@ def test_detector_when_bad_inputs_then_dead_lettered_and_keeps_going(
         lambda: object_count(settings, "annotations", f"{client_id}/") == 3, 120, "3 annotations"
     )
     # ... and each bad message is in the dead-letter topic with its reason and payload
-    letters = asyncio.run(_dead_letters(settings, camera))
+    letters = _dead_letters(settings, camera)
     by_type = {letter.error_type: letter for letter in letters}
     assert set(by_type) == set(bad)
     for error_type, value in bad.items():
@@ -200,26 +197,10 @@ def test_detector_when_bad_inputs_then_dead_lettered_and_keeps_going(
     store.delete_client(ghost)
 
 
-async def _dead_letters(settings: ServiceSettings, camera_id: str) -> list[DeadLetter]:
-    consumer = make_consumer(
-        settings.kafka, f"check-{uuid.uuid4().hex[:8]}", dead_letter_topic(FRAMES_DECODED)
-    )
-    await consumer.start()
-    letters: list[DeadLetter] = []
-    try:
-        idle = 0
-        while idle < 3:
-            polled = await consumer.getmany(timeout_ms=1000)
-            records = [r for batch in polled.values() for r in batch]
-            idle = 0 if records else idle + 1
-            letters += [
-                DeadLetter.model_validate_json(r.value or b"")
-                for r in records
-                if r.key == camera_id.encode()
-            ]
-    finally:
-        await consumer.stop()
-    return letters
+def _dead_letters(settings: ServiceSettings, camera_id: str) -> list[DeadLetter]:
+    topic = dead_letter_topic(FRAMES_DECODED)
+    values = asyncio.run(_read_keyed(settings, topic, camera_id.encode()))
+    return [DeadLetter.model_validate_json(v) for v in values]
 
 
 def test_detector_when_threshold_changed_then_next_frames_use_it_without_restart(
@@ -229,16 +210,16 @@ def test_detector_when_threshold_changed_then_next_frames_use_it_without_restart
     camera = f"{client_id}-cam"
     services.start("detector")
     asyncio.run(publish_frames(settings, client_id, vtest_frames[:5]))
-    wait_for(lambda: len(asyncio.run(_detections_for(settings, camera))) == 5, 120, "5 frames")
+    wait_for(lambda: len(_detections_for(settings, camera)) == 5, 120, "5 frames")
     # when the threshold is raised to 1.0 in Postgres (cache invalidated by the store)
     store = ConfigStore(settings.postgres, settings.redis)
     store.put_client_config(
         ClientConfig(client_id=client_id, model_name="coco-centernet", score_threshold=1.0)
     )
     asyncio.run(publish_frames(settings, client_id, vtest_frames[5:10], first_seq=5))
-    wait_for(lambda: len(asyncio.run(_detections_for(settings, camera))) == 10, 120, "10 frames")
+    wait_for(lambda: len(_detections_for(settings, camera)) == 10, 120, "10 frames")
     # then frames before the change have persons, frames after have nothing >= 1.0
-    events = {e.frame_seq: e for e in asyncio.run(_detections_for(settings, camera))}
+    events = {e.frame_seq: e for e in _detections_for(settings, camera)}
     assert all(len(events[s].detections) > 0 for s in range(5))
     assert all(len(events[s].detections) == 0 for s in range(5, 10))
     assert services.running[0].alive(), "applied without restarting the detector"
