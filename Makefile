@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup system venv up down status demo test lint unit integration bench clean
 
-## System packages (apt): PostgreSQL/Redis if absent, JDBC driver, npm, GStreamer RTSP.
+## System packages (apt): PostgreSQL/Redis if absent, JDBC driver, npm, GStreamer RTSP, Chromium.
 system:
 	bash infra/local/install-system.sh
 	bash infra/local/install-media.sh
+	bash infra/local/install-browser.sh
 
 ## Python environment: torch pinned first (CPU/CUDA wheels), then vidpipe with every extra.
 $(STAMP): pyproject.toml

@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
+from services.dashboard.cli import users_app
 from services.evaluator.cli import evaluate_app
+from services.trainer.cli import promote_cmd, train_app
 from vidpipe.logs import configure_logging
 from vidpipe.settings import ServiceSettings
 
@@ -27,6 +29,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(clients_app, name="clients")
 app.add_typer(cameras_app, name="cameras")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(train_app, name="train")
+app.add_typer(users_app, name="users")
+models_app.command("promote")(promote_cmd)
 
 log = logging.getLogger("vidpipe")
 
@@ -36,6 +41,8 @@ class Service(StrEnum):
     detector = "detector"
     renderer = "renderer"
     metrics_sink = "metrics-sink"
+    trainer = "trainer"
+    dashboard = "dashboard"
 
 
 @app.command()
@@ -111,6 +118,14 @@ def run(
         from services.renderer.__main__ import main as renderer_main
 
         renderer_main()
+    elif service is Service.dashboard:
+        from services.dashboard.__main__ import main as dashboard_main
+
+        dashboard_main()
+    elif service is Service.trainer:
+        from services.trainer.__main__ import main as trainer_main
+
+        trainer_main()
     else:
         from services.metrics_sink.__main__ import main as sink_main
 

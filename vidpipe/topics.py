@@ -11,6 +11,7 @@ from dataclasses import dataclass
 FRAMES_DECODED = "frames.decoded.v1"
 DETECTIONS = "detections.v1"
 METRICS = "metrics.v1"
+TRAINING_JOBS = "training.jobs.v1"
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -33,6 +34,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dead_letter_topic(DETECTIONS), 1),
     TopicSpec(METRICS, 2),
     TopicSpec(dead_letter_topic(METRICS), 1),
+    TopicSpec(TRAINING_JOBS, 1),
 )
 
 FRAMES_BUCKET = "frames"

@@ -20,6 +20,8 @@ MODULES = {
     "detector": "services.detector",
     "renderer": "services.renderer",
     "metrics-sink": "services.metrics_sink",
+    "dashboard": "services.dashboard",
+    "trainer": "services.trainer",
 }
 
 

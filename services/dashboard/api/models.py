@@ -1,0 +1,26 @@
+"""The MLflow model registry as clients may choose from it (read-only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from services.dashboard.catalog import MODEL_NAME_PATTERN, ModelVersionInfo, RegisteredModelInfo
+from services.dashboard.deps import CurrentUser, ResourcesDep
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/models", summary="Registered models and their aliases")
+def list_models(user: CurrentUser, resources: ResourcesDep) -> list[RegisteredModelInfo]:
+    return resources.catalog.list_models()
+
+
+@router.get("/models/{model_name}/versions", summary="Versions with aliases and label sets")
+def list_versions(
+    user: CurrentUser,
+    resources: ResourcesDep,
+    model_name: Annotated[str, Path(pattern=MODEL_NAME_PATTERN)],
+) -> list[ModelVersionInfo]:
+    return resources.catalog.versions(model_name)

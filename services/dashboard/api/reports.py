@@ -1,0 +1,36 @@
+"""Performance reports (per client) and accuracy reports (per model)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.dashboard import reports
+from services.dashboard.catalog import MODEL_NAME_PATTERN
+from services.dashboard.deps import CurrentUser, SessionDep
+from services.dashboard.reports import AccuracyReport, PerformanceReport
+from services.dashboard.tenancy import ID_PATTERN
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+
+
+@router.get("/performance", summary="Hourly fps, latency percentiles per hop, detections")
+def performance(
+    user: CurrentUser,
+    conn: SessionDep,
+    client_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    camera_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[PerformanceReport]:
+    return reports.performance(conn, user, client_id, camera_id, limit)
+
+
+@router.get("/accuracy", summary="mAP of model versions on evaluation datasets")
+def accuracy(
+    user: CurrentUser,
+    conn: SessionDep,
+    model_name: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AccuracyReport]:
+    return reports.accuracy(conn, model_name, limit)

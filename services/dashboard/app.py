@@ -1,0 +1,96 @@
+"""The dashboard app: ``create_app(settings)`` wires resources, middleware, error handling,
+the JSON API (``/api/v1``), the pages and static files. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from services.dashboard import errors_http
+from services.dashboard.api import api_router
+from services.dashboard.deps import CurrentUser
+from services.dashboard.pages import page_router
+from services.dashboard.resources import STATIC_DIR, Resources
+from services.dashboard.settings import DashboardSettings
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "vidpipe_session"
+
+
+def create_app(settings: DashboardSettings) -> FastAPI:
+    resources = Resources.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        resources.close()
+
+    app = FastAPI(
+        title="vidpipe dashboard",
+        version="1",
+        description="Clients, cameras, model choice, results, reports and training jobs.",
+        docs_url=None,  # the schema itself needs auth: see /api/v1/openapi.json
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.resources = resources
+    _add_middleware(app, settings, resources)
+    errors_http.install(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(api_router)
+    app.include_router(page_router)
+
+    @app.get("/health", tags=["public"], summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    def openapi(user: CurrentUser) -> dict[str, Any]:
+        return app.openapi()
+
+    return app
+
+
+def _session_secret(settings: DashboardSettings) -> str:
+    if settings.session_secret is not None:
+        return settings.session_secret.get_secret_value()
+    log.warning("VIDPIPE_SESSION_SECRET unset: using a random one; sessions end on restart")
+    return secrets.token_urlsafe(32)
+
+
+def _add_middleware(app: FastAPI, settings: DashboardSettings, resources: Resources) -> None:
+    s3 = urlsplit(settings.s3_public_endpoint_url or settings.s3.endpoint_url)
+    s3_origin = f"{s3.scheme}://{s3.netloc}"
+    policy = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data: {s3_origin}; media-src 'self' {s3_origin}; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", policy)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=_session_secret(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )

@@ -1,0 +1,12 @@
+"""Server-rendered pages (Jinja2 + a little JavaScript). Forms POST with a CSRF token and
+redirect (303) on success; on bad input the form is shown again with messages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.dashboard.pages import cameras, config, jobs, login, reports
+
+page_router = APIRouter(tags=["pages"])
+for module in (login, cameras, config, reports, jobs):
+    page_router.include_router(module.router)

@@ -1,0 +1,92 @@
+"""Rows of the evaluator's reports (schema: infra/migrations/versions/0002_reports.py).
+
+Performance reports are per client (scoped like everything else); accuracy reports are per
+model and dataset, not per client, so every signed-in user may read them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+
+from services.dashboard.auth import Principal
+from services.dashboard.db import accuracy_reports, performance_reports
+from services.dashboard.tenancy import client_filter
+
+HOPS = ("decoded", "detected", "rendered")
+QUANTILES = ("p50", "p95", "p99")
+
+
+class PerformanceReport(BaseModel):
+    """One (client, camera, model version, UTC hour). Latencies: ms from capture to the hop."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    client_id: str
+    camera_id: str
+    model_name: str
+    model_version: str
+    hour: datetime
+    frames: int
+    dropped: int
+    effective_fps: float | None
+    decoded_p50_ms: float | None
+    decoded_p95_ms: float | None
+    decoded_p99_ms: float | None
+    detected_p50_ms: float | None
+    detected_p95_ms: float | None
+    detected_p99_ms: float | None
+    rendered_p50_ms: float | None
+    rendered_p95_ms: float | None
+    rendered_p99_ms: float | None
+    mean_score: float | None
+    detections_by_label: dict[str, int]
+    generated_at: datetime
+
+
+class AccuracyReport(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: int
+    dataset: str
+    model_name: str
+    model_version: str
+    map: float | None
+    map_50: float | None
+    map_75: float | None
+    per_class_ap: dict[str, Any]
+    images: int | None
+    mlflow_run_id: str | None
+    created_at: datetime
+
+
+def performance(
+    conn: sa.Connection,
+    principal: Principal,
+    client_id: str | None = None,
+    camera_id: str | None = None,
+    limit: int = 500,
+) -> list[PerformanceReport]:
+    """The newest ``limit`` rows, returned oldest first (ready to chart)."""
+    t = performance_reports
+    query = sa.select(t).order_by(t.c.hour.desc(), t.c.camera_id).limit(limit)
+    only = client_filter(principal, client_id)
+    if only is not None:
+        query = query.where(t.c.client_id == only)
+    if camera_id is not None:
+        query = query.where(t.c.camera_id == camera_id)
+    rows = [PerformanceReport.model_validate(r._mapping) for r in conn.execute(query)]
+    return rows[::-1]
+
+
+def accuracy(
+    conn: sa.Connection, model_name: str | None = None, limit: int = 200
+) -> list[AccuracyReport]:
+    t = accuracy_reports
+    query = sa.select(t).order_by(t.c.created_at.desc()).limit(limit)
+    if model_name is not None:
+        query = query.where(t.c.model_name == model_name)
+    return [AccuracyReport.model_validate(r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,92 @@
+"""Which client a request acts on, and the clients themselves.
+
+Rule: a caller bound to a client acts only on that client; naming another one gets the same
+404 as a client that does not exist, so other tenants' names do not leak. A superadmin acts
+on any existing client and must name it where a write needs one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from services.dashboard.auth import Principal
+from services.dashboard.db import clients
+from services.dashboard.errors import Conflict, Invalid, NotFound
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ID_RULE = "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+class ClientIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"client_id": "acme", "name": "Acme"}]}
+    )
+
+    client_id: str = Field(pattern=ID_PATTERN, description=ID_RULE)
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    name: str
+    created_at: datetime
+
+
+def _missing(client_id: str) -> NotFound:
+    return NotFound(f"client {client_id!r} not found", field="client_id")
+
+
+def acting_client(conn: sa.Connection, principal: Principal, requested: str | None) -> str:
+    """The client a write or a single-client read acts on (see module rule)."""
+    if not principal.is_superadmin:
+        if requested is not None and requested != principal.client_id:
+            raise _missing(requested)
+        assert principal.client_id is not None
+        return principal.client_id
+    if requested is None:
+        raise Invalid("client_id is required for a superadmin", field="client_id")
+    get_client(conn, principal, requested)
+    return requested
+
+
+def client_filter(principal: Principal, requested: str | None) -> str | None:
+    """For lists: the one client to show, or None for all (superadmin without a filter)."""
+    if principal.is_superadmin:
+        return requested
+    if requested is not None and requested != principal.client_id:
+        raise _missing(requested)
+    return principal.client_id
+
+
+def list_clients(conn: sa.Connection, principal: Principal) -> list[ClientOut]:
+    query = sa.select(clients).order_by(clients.c.client_id)
+    if not principal.is_superadmin:
+        query = query.where(clients.c.client_id == principal.client_id)
+    return [ClientOut.model_validate(r._mapping) for r in conn.execute(query)]
+
+
+def get_client(conn: sa.Connection, principal: Principal, client_id: str) -> ClientOut:
+    if not principal.sees(client_id):
+        raise _missing(client_id)
+    row = conn.execute(sa.select(clients).where(clients.c.client_id == client_id)).one_or_none()
+    if row is None:
+        raise _missing(client_id)
+    return ClientOut.model_validate(row._mapping)
+
+
+def create_client(conn: sa.Connection, body: ClientIn) -> ClientOut:
+    """Superadmin only (checked by the route). Raises Conflict when the id is taken."""
+    row = conn.execute(
+        pg_insert(clients)
+        .values(client_id=body.client_id, name=body.name)
+        .on_conflict_do_nothing(index_elements=["client_id"])
+        .returning(clients)
+    ).one_or_none()
+    if row is None:
+        raise Conflict(f"client {body.client_id!r} already exists", field="client_id")
+    conn.commit()
+    return ClientOut.model_validate(row._mapping)

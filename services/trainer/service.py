@@ -1,0 +1,181 @@
+"""One training job, start to finish: claim, train, log to MLflow, register as ``candidate``.
+
+Failures end the job ``failed`` with a readable reason (missing dataset, bad architecture,
+NaN loss, ...); a trainer killed mid-job leaves it ``running`` with a stale heartbeat, which
+:meth:`services.trainer.jobs.JobStore.recover_orphans` repairs at the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+
+import mlflow
+import torch
+import torchvision
+from mlflow import MlflowClient
+
+from services.evaluator.datasets import load_dataset
+from services.trainer.data import CocoDetection, make_loader
+from services.trainer.engine import evaluate, train_one_epoch
+from services.trainer.jobs import JobQueue, TrainingJob, heartbeat
+from services.trainer.settings import TrainerSettings
+from services.trainer.wrapper import ContractDetector, build_model
+from vidpipe.objectstore import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class JobInterrupted(RuntimeError):
+    """The trainer is stopping; the job goes back to the queue."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    name: str
+    version: str
+    run_id: str
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def dataset_name(reference: str) -> str:
+    """Dataset name as :func:`load_dataset` wants it: ``acme/set/annotations.json`` (the
+    dashboard's key form) and ``acme/set/`` both become ``acme/set``."""
+    name = reference.removesuffix("/annotations.json").rstrip("/")
+    return name
+
+
+def model_name(job: TrainingJob) -> str:
+    """The job's chosen registry name, else ``<client>-<architecture>``."""
+    return job.model_name or f"{job.client_id}-{job.architecture}"
+
+
+def process_job(
+    settings: TrainerSettings, queue: JobQueue, job_id: int, cancel: threading.Event
+) -> TrainedModel | None:
+    """Claim and run job ``job_id``; ``None`` when another trainer has it or it is not
+    queued. Never raises for a job's own failure (it is recorded on the job)."""
+    job = queue.claim(job_id)
+    if job is None:
+        log.info("job not claimable (taken or finished)", extra={"job_id": job_id})
+        return None
+    log.info("training job started", extra={"job_id": job_id, "attempt": job.attempts})
+    try:
+        with heartbeat(queue, job_id, settings.heartbeat_s):
+            trained = train_job(settings, job, cancel)
+    except JobInterrupted:
+        queue.requeue(job_id)
+        return None
+    except Exception as exc:
+        log.exception("training job failed", extra={"job_id": job_id})
+        queue.fail(job_id, f"{type(exc).__name__}: {exc}")
+        return None
+    queue.succeed(job_id, trained.name, trained.version, trained.run_id)
+    return trained
+
+
+def train_job(
+    settings: TrainerSettings, job: TrainingJob, cancel: threading.Event | None = None
+) -> TrainedModel:
+    """Train ``job``'s model and register it under alias ``candidate``.
+
+    Raises:
+        services.evaluator.datasets.DatasetNotFound / InvalidDataset: bad dataset.
+        ValueError: unsupported architecture.
+        services.trainer.engine.NonFiniteLoss: training diverged.
+        JobInterrupted: ``cancel`` was set (checked between epochs).
+    """
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    device = pick_device(settings.device)
+    store = ObjectStore(settings.s3)
+    train_data = CocoDetection(load_dataset(store, dataset_name(job.dataset)))
+    eval_name = dataset_name(job.eval_dataset) if job.eval_dataset else None
+    eval_data = CocoDetection(load_dataset(store, eval_name)) if eval_name else train_data
+    model = build_model(job.architecture, train_data.num_classes, job.image_size).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=job.learning_rate, momentum=0.9, weight_decay=1e-4)
+    train_loader = make_loader(train_data, job.batch_size, shuffle=True)
+    eval_loader = make_loader(eval_data, settings.eval_batch_size, shuffle=False)
+    name = model_name(job)
+
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_experiment(settings.experiment)
+    with mlflow.start_run(run_name=f"job-{job.job_id}") as run:
+        mlflow.set_tags({"job_id": str(job.job_id), "client_id": job.client_id})
+        mlflow.log_params(
+            {
+                "job_id": job.job_id,
+                "architecture": job.architecture,
+                "dataset": train_data.dataset.name,
+                "eval_dataset": eval_name or f"{train_data.dataset.name} (training set)",
+                "epochs": job.epochs,
+                "batch_size": job.batch_size,
+                "learning_rate": job.learning_rate,
+                "image_size": job.image_size,
+                "num_classes": train_data.num_classes,
+                "train_images": len(train_data),
+                "device": str(device),
+                "max_iterations_per_epoch": settings.max_iterations_per_epoch,
+                "optimizer": "SGD momentum 0.9 wd 1e-4",
+            }
+        )
+        mlflow.log_dict({"labels": train_data.labels}, "labels.json")
+        for epoch in range(job.epochs):
+            if cancel is not None and cancel.is_set():
+                raise JobInterrupted(f"job {job.job_id} interrupted before epoch {epoch}")
+            stats = train_one_epoch(
+                model,
+                optimizer,
+                train_loader,
+                device,
+                epoch,
+                max_iterations=settings.max_iterations_per_epoch,
+                log_every=settings.log_every,
+            )
+            metrics = evaluate(model, eval_loader, device, labels=train_data.labels)
+            values = {"loss": stats.loss, "images_per_s": stats.images_per_s}
+            values |= {f"loss_{k}": v for k, v in stats.losses.items()}
+            values |= {"eval_map": metrics.map, "eval_map_50": metrics.map_50}
+            values |= {"eval_map_75": metrics.map_75}
+            mlflow.log_metrics(values, step=epoch)
+            log.info(
+                "epoch done",
+                extra={
+                    "job_id": job.job_id,
+                    "epoch": epoch,
+                    "loss": round(stats.loss, 4),
+                    "images_per_s": round(stats.images_per_s, 2),
+                    "eval_map": round(metrics.map, 4),
+                },
+            )
+        wrapped = ContractDetector(model.cpu(), train_data.labels).eval()
+        info = mlflow.pytorch.log_model(
+            wrapped,
+            name="model",
+            serialization_format="pickle",
+            registered_model_name=name,
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"torchvision=={torchvision.__version__.split('+')[0]}",
+            ],
+        )
+        run_id = run.info.run_id
+    version = str(info.registered_model_version)
+    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
+    client.set_model_version_tag(name, version, "labels", json.dumps(train_data.labels))
+    client.set_model_version_tag(name, version, "job_id", str(job.job_id))
+    client.set_model_version_tag(name, version, "dataset", train_data.dataset.name)
+    client.set_registered_model_alias(name, settings.candidate_alias, version)
+    log.info(
+        "model registered",
+        extra={"job_id": job.job_id, "model": name, "version": version, "alias": "candidate"},
+    )
+    return TrainedModel(name=name, version=version, run_id=run_id)

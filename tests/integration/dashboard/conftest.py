@@ -1,0 +1,198 @@
+"""Fixtures for dashboard tests against the real stack: the app, and fresh tenants (clients
+with users of every role, a camera, a model config and a training job) named by uuid."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from services.dashboard import accounts
+from services.dashboard.accounts import ApiKeyIn, UserIn
+from services.dashboard.app import create_app
+from services.dashboard.auth import Principal, Role
+from services.dashboard.db import performance_reports, users
+from services.dashboard.resources import Resources
+from services.dashboard.settings import DashboardSettings
+from vidpipe.configstore import Camera, ClientConfig, ConfigStore
+from vidpipe.objectstore import ObjectStore
+from vidpipe.settings import ServiceSettings
+from vidpipe.topics import ANNOTATIONS_BUCKET, RENDERS_BUCKET
+
+PASSWORD = "correct horse battery staple"
+ROLES = (Role.viewer, Role.operator, Role.admin)
+_CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+@pytest.fixture(scope="session")
+def dashboard_settings(stack: None, stack_settings: ServiceSettings) -> DashboardSettings:
+    """The stack's settings (same environment) plus a session secret."""
+    return DashboardSettings(session_secret=SecretStr(uuid.uuid4().hex))
+
+
+@pytest.fixture(scope="session")
+def model_version(stack: None, stack_settings: ServiceSettings) -> str:
+    """``coco-centernet@production`` in the local registry (imported if absent)."""
+    from pathlib import Path
+
+    from services.models.registry import ensure_centernet
+
+    assets = Path(__file__).resolve().parents[3] / "var" / "assets" / "centernet"
+    return ensure_centernet(stack_settings.mlflow.tracking_uri, weights_dir=assets)
+
+
+@pytest.fixture(scope="session")
+def app(dashboard_settings: DashboardSettings, model_version: str) -> Iterator[FastAPI]:
+    built = create_app(dashboard_settings)
+    yield built
+    resources(built).close()
+
+
+def resources(app: FastAPI) -> Resources:
+    found: Resources = app.state.resources
+    return found
+
+
+def sign_in(app: FastAPI, email: str, password: str = PASSWORD) -> TestClient:
+    """A client holding a session cookie and sending the CSRF header on every request."""
+    client = TestClient(app)
+    page = client.get("/login")
+    token = _CSRF.search(page.text)
+    assert token, "the sign-in page carries a CSRF token"
+    response = client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token[1]},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    page = client.get("/cameras")
+    token = _CSRF.search(page.text)
+    assert token
+    client.headers["X-CSRF-Token"] = token[1]
+    return client
+
+
+def bearer(app: FastAPI, key: str) -> TestClient:
+    return TestClient(app, headers={"Authorization": f"Bearer {key}"})
+
+
+@dataclass
+class Tenant:
+    """A client with one user per role, an operator API key, camera, config and job."""
+
+    client_id: str
+    camera_id: str
+    job_id: int
+    emails: dict[Role, str]
+    api_key: str
+    key_id: int
+    user_ids: dict[Role, int] = field(default_factory=dict)
+
+    def as_(self, app: FastAPI, role: Role) -> TestClient:
+        return sign_in(app, self.emails[role])
+
+
+def make_tenant(app: FastAPI, settings: DashboardSettings) -> Tenant:
+    client_id = f"dash-{uuid.uuid4().hex[:10]}"
+    camera_id = f"{client_id}-cam"
+    store = ConfigStore(settings.postgres, settings.redis)
+    try:
+        store.put_client(client_id, f"Tenant {client_id}")
+        store.put_camera(
+            Camera(
+                camera_id=camera_id,
+                client_id=client_id,
+                name="Secret gate",
+                url=f"rtsp://{client_id}:pw@10.9.9.9/stream",
+                fps=5,
+            )
+        )
+        store.put_client_config(
+            ClientConfig(client_id=client_id, model_name="coco-centernet", score_threshold=0.3)
+        )
+    finally:
+        store.close()
+    emails = {role: f"{role}-{client_id}@example.test" for role in ROLES}
+    admin = Principal(name="test", role=Role.admin, client_id=client_id)
+    with resources(app).engine.connect() as conn:
+        user_ids = {
+            role: accounts.create_user(
+                conn, None, UserIn(email=email, password=PASSWORD, role=role, client_id=client_id)
+            ).user_id
+            for role, email in emails.items()
+        }
+        key = accounts.create_api_key(conn, admin, ApiKeyIn(name="test key"))
+        job_id = conn.execute(
+            sa.text(
+                "INSERT INTO training_jobs (client_id, dataset, architecture, epochs, batch_size,"
+                " learning_rate, image_size, created_by) VALUES (:c, :d,"
+                " 'ssdlite320_mobilenet_v3_large', 3, 4, 0.01, 320, 'test') RETURNING job_id"
+            ),
+            {"c": client_id, "d": f"{client_id}/secret-set/annotations.json"},
+        ).scalar_one()
+        conn.commit()
+    return Tenant(client_id, camera_id, job_id, emails, key.key, key.key_id, user_ids)
+
+
+def drop_tenant(app: FastAPI, tenant: Tenant) -> None:
+    res = resources(app)
+    with res.engine.connect() as conn:
+        conn.execute(
+            sa.delete(performance_reports).where(
+                performance_reports.c.client_id == tenant.client_id
+            )
+        )
+        conn.commit()
+    with res.configs() as store:
+        store.delete_client(tenant.client_id)  # cascades to cameras, users, keys, jobs
+    prefix = f"{tenant.client_id}/"
+    for bucket in (ANNOTATIONS_BUCKET, RENDERS_BUCKET, "frames"):
+        res.objects.delete_prefix(bucket, prefix)
+
+
+@pytest.fixture
+def tenant_factory(
+    app: FastAPI, dashboard_settings: DashboardSettings
+) -> Iterator[Callable[[], Tenant]]:
+    made: list[Tenant] = []
+
+    def make() -> Tenant:
+        made.append(make_tenant(app, dashboard_settings))
+        return made[-1]
+
+    yield make
+    for tenant in made:
+        drop_tenant(app, tenant)
+
+
+@pytest.fixture
+def superadmin(app: FastAPI) -> Iterator[str]:
+    email = f"root-{uuid.uuid4().hex[:8]}@example.test"
+    with resources(app).engine.connect() as conn:
+        accounts.create_user(
+            conn, None, UserIn(email=email, password=PASSWORD, role=Role.superadmin)
+        )
+    yield email
+    with resources(app).engine.connect() as conn:
+        conn.execute(sa.delete(users).where(users.c.email == email))
+        conn.commit()
+
+
+def objects(app: FastAPI) -> ObjectStore:
+    return resources(app).objects
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
