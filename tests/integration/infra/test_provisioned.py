@@ -11,11 +11,22 @@ import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra.local.provision import MLFLOW_DATABASE
+from infra.local.provision import MIGRATIONS_DIR, MLFLOW_DATABASE
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import BUCKETS, TOPICS
 
 pytestmark = pytest.mark.integration
+
+
+def _head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
 
 
 def test_buckets_when_stack_up_then_all_exist(stack: None, stack_settings: ServiceSettings) -> None:
@@ -66,7 +77,7 @@ def test_schema_when_migrated_then_tables_at_head(vidpipe_db: psycopg.Connection
     version = vidpipe_db.execute("SELECT version_num FROM alembic_version").fetchone()
 
     assert {"clients", "cameras", "client_configs", "alembic_version"} <= tables
-    assert version == ("0001",)
+    assert version == (_head_revision(),)
 
 
 def test_databases_when_stack_up_then_mlflow_database_exists(
