@@ -64,8 +64,11 @@ def up() -> None:
 def down() -> None:
     """Stop what `vidpipe up` started (reused Postgres/Redis are left running)."""
     from infra.local import stack
+    from services.demo.dashboard import stop_dashboard
 
     configure_logging()
+    if stop_dashboard(STATE_DIR):
+        typer.echo("dashboard stopped")
     stack.down(STATE_DIR)
 
 

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from services.demo.dashboard import ensure_dashboard
 from services.demo.processes import ServiceProcess, start_service, wait_for_exit
 from services.demo.watch import Observation, PipelineWatch
 from vidpipe.configstore import Camera, ClientConfig, ConfigStore
@@ -277,6 +278,11 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     path = out_dir / "demo-summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(console, summary, path)
+    access = ensure_dashboard(DEMO_CLIENT, state_dir)
+    console.print(
+        f"dashboard: {access.url}  (sign in as {access.email} / {access.password}; "
+        "it keeps running until `vidpipe down`)"
+    )
     return summary
 
 
