@@ -14,6 +14,7 @@ import typer
 
 from services.dashboard.cli import users_app
 from services.evaluator.cli import evaluate_app
+from services.evaluator.datasets_cli import datasets_app
 from services.trainer.cli import promote_cmd, train_app
 from vidpipe.logs import configure_logging
 from vidpipe.settings import ServiceSettings
@@ -29,6 +30,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(clients_app, name="clients")
 app.add_typer(cameras_app, name="cameras")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(datasets_app, name="datasets")
 app.add_typer(train_app, name="train")
 app.add_typer(users_app, name="users")
 models_app.command("promote")(promote_cmd)
