@@ -115,6 +115,22 @@ accuracy_reports = sa.Table(
 )
 
 
+model_promotions = sa.Table(
+    "model_promotions",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("model_name", sa.Text),
+    sa.Column("candidate_version", sa.Text),
+    sa.Column("production_version", sa.Text),
+    sa.Column("dataset", sa.Text),
+    sa.Column("candidate_map", sa.Double),
+    sa.Column("production_map", sa.Double),
+    sa.Column("decision", sa.Text),
+    sa.Column("requested_by", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+)
+
+
 def create_engine(settings: PostgresSettings, pool_size: int = 8) -> sa.Engine:
     """A pooled engine on the libpq DSN (URL or ``key=value`` form); connects lazily."""
     dsn = settings.dsn.get_secret_value()

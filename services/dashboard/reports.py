@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
 from services.dashboard.auth import Principal
-from services.dashboard.db import accuracy_reports, performance_reports
+from services.dashboard.db import accuracy_reports, model_promotions, performance_reports
 from services.dashboard.tenancy import client_filter
 
 HOPS = ("decoded", "detected", "rendered")
@@ -90,3 +90,29 @@ def accuracy(
     if model_name is not None:
         query = query.where(t.c.model_name == model_name)
     return [AccuracyReport.model_validate(r._mapping) for r in conn.execute(query)]
+
+
+class Promotion(BaseModel):
+    """One decision of the promotion gate (``vidpipe models promote``)."""
+
+    id: int
+    model_name: str
+    candidate_version: str
+    production_version: str | None
+    dataset: str
+    candidate_map: float | None
+    production_map: float | None
+    decision: str
+    requested_by: str | None
+    created_at: datetime
+
+
+def promotions(
+    conn: sa.Connection, model_name: str | None = None, limit: int = 200
+) -> list[Promotion]:
+    """Newest first. Models are shared across clients, like accuracy reports."""
+    t = model_promotions
+    query = sa.select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+    if model_name is not None:
+        query = query.where(t.c.model_name == model_name)
+    return [Promotion.model_validate(r._mapping) for r in conn.execute(query)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from services.dashboard import reports
 from services.dashboard.catalog import MODEL_NAME_PATTERN
 from services.dashboard.deps import CurrentUser, SessionDep
-from services.dashboard.reports import AccuracyReport, PerformanceReport
+from services.dashboard.reports import AccuracyReport, PerformanceReport, Promotion
 from services.dashboard.tenancy import ID_PATTERN
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -34,3 +34,13 @@ def accuracy(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AccuracyReport]:
     return reports.accuracy(conn, model_name, limit)
+
+
+@router.get("/promotions", summary="Promotion gate decisions: candidate vs production mAP")
+def promotions(
+    user: CurrentUser,
+    conn: SessionDep,
+    model_name: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[Promotion]:
+    return reports.promotions(conn, model_name, limit)

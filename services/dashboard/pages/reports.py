@@ -60,4 +60,5 @@ def reports_page(
         rows=rows,
         charts=chart_data(rows),
         accuracy=reports.accuracy(conn, limit=50),
+        promotions=reports.promotions(conn, limit=50),
     )

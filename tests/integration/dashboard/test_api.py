@@ -227,3 +227,44 @@ def test_jobs_when_invalid_then_422_naming_the_field(
     response = tenant.as_(app, Role.operator).post("/api/v1/jobs", json=body)
     assert response.status_code == 422
     assert message in _fields(response)[field]
+
+
+def test_promotions_when_gate_decided_then_listed_newest_first(
+    app: FastAPI, tenant_factory: Callable[[], Tenant]
+) -> None:
+    # given two gate decisions for a fresh model name
+    import uuid
+
+    import sqlalchemy as sa
+
+    from services.dashboard.db import model_promotions
+    from tests.integration.dashboard.conftest import resources
+
+    model = f"it-promo-{uuid.uuid4().hex[:8]}"
+    rows = [
+        {"model_name": model, "candidate_version": "2", "production_version": "1",
+         "dataset": "vtest-persons", "candidate_map": 0.41, "production_map": 0.55,
+         "decision": "refused", "requested_by": "ops"},
+        {"model_name": model, "candidate_version": "3", "production_version": "1",
+         "dataset": "vtest-persons", "candidate_map": 0.58, "production_map": 0.55,
+         "decision": "promoted", "requested_by": "ops"},
+    ]  # fmt: skip
+    engine = resources(app).engine
+    with engine.begin() as conn:
+        for row in rows:
+            conn.execute(sa.insert(model_promotions), row)
+    try:
+        # when a viewer lists them
+        response = (
+            tenant_factory()
+            .as_(app, Role.viewer)
+            .get("/api/v1/reports/promotions", params={"model_name": model})
+        )
+        # then both decisions come back with their numbers, newest first
+        assert response.status_code == 200
+        listed = response.json()
+        assert [p["candidate_version"] for p in listed] == ["3", "2"]
+        assert listed[1]["decision"] == "refused" and listed[1]["candidate_map"] == 0.41
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(model_promotions).where(model_promotions.c.model_name == model))
