@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,6 +154,20 @@ def import_centernet(
     return version
 
 
+def _artifacts_present(tracking_uri: str, name: str, version: str) -> bool:
+    """Whether the version's ``MLmodel`` file can be downloaded from the artifact store."""
+    try:
+        with _tracking(tracking_uri), tempfile.TemporaryDirectory(prefix="vidpipe-") as tmp:
+            # models:/ URIs resolve through the registry, which follows the fluent URI.
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}/MLmodel", dst_path=tmp
+            )
+    except Exception as exc:
+        logger.debug("artifacts of %s/%s not readable: %s", name, version, exc)
+        return False
+    return True
+
+
 def ensure_centernet(
     tracking_uri: str,
     name: str = "coco-centernet",
@@ -167,7 +182,15 @@ def ensure_centernet(
     """
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
-        return str(client.get_model_version_by_alias(name, alias).version)
+        version = client.get_model_version_by_alias(name, alias)
+        if _artifacts_present(tracking_uri, name, str(version.version)):
+            return str(version.version)
+        # The registry (in Postgres) can outlive the artifact store (a wiped S3 data dir):
+        # a version whose files are gone cannot be loaded, so register a fresh one.
+        logger.warning(
+            "%s@%s (version %s) has no artifacts at %s; importing again",
+            name, alias, version.version, version.source,
+        )  # fmt: skip
     except MlflowException as exc:
         missing_model = exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
         missing_alias = exc.error_code == ErrorCode.Name(INVALID_PARAMETER_VALUE) and (

@@ -60,3 +60,19 @@ def test_ensure_centernet_when_alias_exists_then_no_new_version(tracking_uri: st
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     assert first == second == "1"
     assert len(client.search_model_versions("name='coco-centernet'")) == 1
+
+
+def test_ensure_centernet_when_artifacts_lost_then_imports_again(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    # given a registered version whose artifact store was wiped (registry outlived it)
+    import shutil
+
+    first = ensure_centernet(tracking_uri, "coco-centernet", "production", WEIGHTS_DIR)
+    shutil.rmtree(tmp_path / "artifacts")
+    # when ensured again
+    second = ensure_centernet(tracking_uri, "coco-centernet", "production", WEIGHTS_DIR)
+    # then a loadable new version holds the alias
+    assert (first, second) == ("1", "2")
+    mlflow.set_tracking_uri(tracking_uri)
+    assert mlflow.pytorch.load_model("models:/coco-centernet@production").labels[0] == "person"
