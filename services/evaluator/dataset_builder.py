@@ -34,7 +34,7 @@ from services.evaluator.datasets import (
     upload_dataset,
 )
 from vidpipe.objectstore import ObjectNotFound
-from vidpipe.topics import ANNOTATIONS_BUCKET
+from vidpipe.topics import ANNOTATIONS_BUCKET, dataset_owner
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ def build_from_camera(
 ) -> BuildSummary:
     """Upload dataset ``name`` from the camera's stored detections (pseudo-labels).
 
+    ``name`` must be ``client_id/...`` (:func:`vidpipe.topics.dataset_owner`): a client's
+    footage never becomes a shared dataset.
+
     Frames are those whose ``capture_ts_ns`` (ns since the epoch) is ``>= since_ns`` (all
     when ``None``), in ``frame_seq`` order, the first ``max_frames`` of them. Detections
     with ``score >= min_score`` and, if ``labels`` is given, a label in it become COCO
@@ -100,9 +103,18 @@ def build_from_camera(
 
     Raises:
         DatasetExists: ``name`` is already stored and ``overwrite`` is false.
-        InvalidDataset: no annotations for that camera/window, a bad name, a frame JPEG or
-            annotation JSON missing or unreadable.
+        InvalidDataset: no annotations for that camera/window, a bad name or one not owned
+            by ``client_id``, a frame JPEG or annotation JSON missing or unreadable.
     """
+    try:
+        owner = dataset_owner(name)
+    except ValueError as exc:
+        raise InvalidDataset(str(exc)) from exc
+    if owner != client_id:
+        raise InvalidDataset(
+            f"dataset {name!r} is built from client {client_id!r}'s cameras, so it must be "
+            f"named '{client_id}/<name>'"
+        )
     if not overwrite and name in list_datasets(store):
         raise DatasetExists(f"dataset {name!r} already exists; pass overwrite=True to replace it")
     prefix = f"{client_id}/{camera_id}/"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import cv2
 import numpy as np
 
 from vidpipe.objectstore import ObjectNotFound
-from vidpipe.topics import DATASETS_BUCKET
+from vidpipe.topics import DATASET_NAME, DATASET_NAME_RULE, DATASETS_BUCKET
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,6 @@ VTEST_PERSONS_ANNOTATIONS = (
 #: Image field holding the 0-based index of the labelled frame in ``vtest.avi``.
 FRAME_INDEX_FIELD = "vidpipe_frame_index"
 JPEG_QUALITY = 95
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
 class DatasetNotFound(LookupError):
@@ -122,12 +120,16 @@ def image_key(name: str, file_name: str) -> str:
 
 
 def list_datasets(store: DatasetStore) -> list[str]:
-    """Names of complete datasets (those with an ``annotations.json``), sorted."""
+    """Names of complete datasets (those with an ``annotations.json``), sorted: shared
+    ``name`` and clients' ``client/name`` (see :data:`vidpipe.topics.DATASET_NAME`)."""
     suffix = f"/{ANNOTATIONS_FILE}"
+    names = (
+        key[: -len(suffix)] for key in store.iter_keys(DATASETS_BUCKET) if key.endswith(suffix)
+    )
     return sorted(
-        key[: -len(suffix)]
-        for key in store.iter_keys(DATASETS_BUCKET)
-        if key.endswith(suffix) and key.count("/") == 1
+        name
+        for name in names
+        if DATASET_NAME.fullmatch(name) and not name.endswith(f"/{IMAGES_DIR}")
     )
 
 
@@ -159,8 +161,8 @@ def upload_dataset(
     overwrites (keys are derived from the names). Raises :class:`InvalidDataset` for a bad
     name, malformed COCO, or an image entry without bytes.
     """
-    if not _NAME.match(name):
-        raise InvalidDataset(f"dataset name {name!r} must match {_NAME.pattern}")
+    if not DATASET_NAME.fullmatch(name):
+        raise InvalidDataset(f"dataset name {name!r} is invalid: {DATASET_NAME_RULE}")
     check_coco(annotations, name)
     missing = sorted({str(i["file_name"]) for i in annotations["images"]} - set(images))
     if missing:

@@ -57,7 +57,10 @@ def _echo_summary(summary: BuildSummary) -> None:
 @datasets_app.command("build")
 def build_cmd(
     from_camera: Annotated[str, typer.Option("--from-camera", help="camera id")],
-    name: Annotated[str, typer.Option(help="dataset name: lowercase letters, digits, . _ -")],
+    name: Annotated[
+        str,
+        typer.Option(help="dataset name (lowercase letters, digits, . _ -); stored as CLIENT/NAME"),
+    ],
     client: Annotated[
         str | None, typer.Option(help="client id (default: the camera's, from config)")
     ] = None,
@@ -79,12 +82,13 @@ def build_cmd(
     if since:
         since_ns = int(parse_instant(since, datetime.now(UTC)).timestamp() * 1e9)
     wanted = {label.strip() for label in labels.split(",") if label.strip()} or None
+    client = client or _client_of(from_camera)
     try:
         summary = build_from_camera(
             _store(),
-            client or _client_of(from_camera),
+            client,
             from_camera,
-            name,
+            name if "/" in name else f"{client}/{name}",
             since_ns,
             min_score,
             labels=wanted,
@@ -101,15 +105,21 @@ def build_cmd(
 def import_cmd(
     folder: Annotated[Path, typer.Argument(help="folder with annotations.json and images")],
     name: Annotated[str, typer.Option(help="dataset name: lowercase letters, digits, . _ -")],
+    client: Annotated[
+        str | None, typer.Option(help="owning client: stored as CLIENT/NAME (default: shared)")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing dataset")] = False,
 ) -> None:
-    """Upload a local COCO dataset (images relative to FOLDER or FOLDER/images/)."""
+    """Upload a local COCO dataset (images relative to FOLDER or FOLDER/images/).
+
+    Without ``--client`` it is a shared set every client may train and evaluate on."""
     from services.evaluator.dataset_builder import import_folder
     from services.evaluator.datasets import InvalidDataset
 
     configure_logging()
     try:
-        summary = import_folder(_store(), folder, name, overwrite=overwrite)
+        dataset = f"{client}/{name}" if client else name
+        summary = import_folder(_store(), folder, dataset, overwrite=overwrite)
     except (InvalidDataset, FileNotFoundError) as exc:
         typer.echo(f"datasets import failed: {exc}", err=True)
         raise typer.Exit(1) from exc

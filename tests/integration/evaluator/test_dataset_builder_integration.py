@@ -63,7 +63,7 @@ def camera(stack: None, stack_settings: ServiceSettings) -> Iterator[tuple[Objec
 
 def test_build_from_camera_round_trip(camera: tuple[ObjectStore, str]) -> None:
     store, client = camera
-    name = client  # dataset named after the throwaway client, removed by the fixture
+    name = f"{client}/built"  # under the throwaway client, removed by the fixture
     summary = build_from_camera(store, client, "cam-1", name, T0, min_score=0.4)
     assert (summary.images, summary.negatives) == (3, 1)
     assert summary.boxes_by_label == {"car": 1, "person": 1}

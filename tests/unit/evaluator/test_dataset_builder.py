@@ -16,7 +16,7 @@ from services.evaluator.dataset_builder import (
     import_folder,
     xyxy_to_xywh,
 )
-from services.evaluator.datasets import InvalidDataset, load_dataset
+from services.evaluator.datasets import InvalidDataset, list_datasets, load_dataset
 from services.evaluator.datasets_cli import datasets_app
 from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET
@@ -84,11 +84,11 @@ def test_xyxy_to_xywh_converts_and_clips() -> None:
 
 
 def test_build_filters_scores_keeps_negatives(store: MemoryStore) -> None:
-    summary = build_from_camera(store, "c1", "cam", "ds", None, min_score=0.4)
+    summary = build_from_camera(store, "c1", "cam", "c1/ds", None, min_score=0.4)
     assert (summary.images, summary.negatives) == (3, 1)
     assert summary.boxes_by_label == {"bicycle": 1, "car": 1, "person": 1}
     assert summary.teachers == ["teacher@3"]
-    ds = load_dataset(store, "ds")
+    ds = load_dataset(store, "c1/ds")
     assert [c["name"] for c in sorted(ds.categories, key=lambda c: c["id"])] == [
         "bicycle",
         "car",
@@ -104,31 +104,31 @@ def test_build_filters_scores_keeps_negatives(store: MemoryStore) -> None:
 
 
 def test_build_label_since_and_max_frames(store: MemoryStore) -> None:
-    summary = build_from_camera(store, "c1", "cam", "ds", T0 + 10, 0.4, labels={"bicycle"})
+    summary = build_from_camera(store, "c1", "cam", "c1/ds", T0 + 10, 0.4, labels={"bicycle"})
     assert (summary.images, summary.negatives, summary.boxes_by_label) == (2, 1, {"bicycle": 1})
-    capped = build_from_camera(store, "c1", "cam", "ds2", None, 0.0, max_frames=1)
+    capped = build_from_camera(store, "c1", "cam", "c1/ds2", None, 0.0, max_frames=1)
     assert capped.images == 1 and capped.boxes_by_label == {"car": 1, "person": 2}
 
 
 def test_build_empty_window_names_camera(store: MemoryStore) -> None:
     with pytest.raises(InvalidDataset, match=r"'cam'.*capture_ts_ns >= "):
-        build_from_camera(store, "c1", "cam", "ds", T0 + 1000, 0.4)
+        build_from_camera(store, "c1", "cam", "c1/ds", T0 + 1000, 0.4)
     with pytest.raises(InvalidDataset, match="'other'"):
-        build_from_camera(store, "c1", "other", "ds", None, 0.4)
+        build_from_camera(store, "c1", "other", "c1/ds", None, 0.4)
 
 
 def test_build_refuses_existing_unless_overwrite(store: MemoryStore) -> None:
-    build_from_camera(store, "c1", "cam", "ds", None, 0.4)
+    build_from_camera(store, "c1", "cam", "c1/ds", None, 0.4)
     with pytest.raises(DatasetExists, match="overwrite"):
-        build_from_camera(store, "c1", "cam", "ds", None, 0.4)
-    again = build_from_camera(store, "c1", "cam", "ds", None, 0.95, overwrite=True)
+        build_from_camera(store, "c1", "cam", "c1/ds", None, 0.4)
+    again = build_from_camera(store, "c1", "cam", "c1/ds", None, 0.95, overwrite=True)
     assert again.boxes == 0 and again.negatives == 3
 
 
 def test_build_missing_frame_jpeg(store: MemoryStore) -> None:
     del store.objects[(FRAMES_BUCKET, "c1/cam/1.jpg")]
     with pytest.raises(InvalidDataset, match=r"c1/cam/1\.jpg"):
-        build_from_camera(store, "c1", "cam", "ds", None, 0.4)
+        build_from_camera(store, "c1", "cam", "c1/ds", None, 0.4)
 
 
 def _coco_folder(tmp_path: Path) -> Path:
@@ -176,9 +176,31 @@ def test_cli_build_prints_summary(store: MemoryStore, monkeypatch: pytest.Monkey
     args = ["build", "--from-camera", "cam", "--client", "c1", "--name", "ds"]
     result = CliRunner().invoke(datasets_app, [*args, "--labels", "person,car"])
     assert result.exit_code == 0, result.output
-    assert "3 images (2 without boxes), 2 boxes" in result.output
+    assert "dataset c1/ds: 3 images (2 without boxes), 2 boxes" in result.output
     assert "teacher: teacher@3" in result.output
     again = CliRunner().invoke(datasets_app, args)
     assert again.exit_code == 1 and "already exists" in again.output
     listed = CliRunner().invoke(datasets_app, ["list"])
-    assert listed.output.split() == ["ds"]
+    assert listed.output.split() == ["c1/ds"]
+
+
+def test_cli_import_shared_or_for_a_client(tmp_path: Path) -> None:
+    store = MemoryStore()
+    folder = _coco_folder(tmp_path)
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("services.evaluator.datasets_cli._store", lambda: store)
+        shared = runner.invoke(datasets_app, ["import", str(folder), "--name", "dogs"])
+        own = runner.invoke(
+            datasets_app, ["import", str(folder), "--name", "dogs", "--client", "c1"]
+        )
+    assert shared.exit_code == 0 and own.exit_code == 0, shared.output + own.output
+    assert list_datasets(store) == ["c1/dogs", "dogs"]
+
+
+@pytest.mark.parametrize("name", ["ds", "c2/ds", "c1/Bad Name"])
+def test_build_refuses_a_name_the_client_does_not_own(store: MemoryStore, name: str) -> None:
+    """A client's footage must not become a shared set or another client's dataset."""
+    with pytest.raises(InvalidDataset, match=r"c1/<name>|invalid"):
+        build_from_camera(store, "c1", "cam", name, None, 0.4)
+    assert list_datasets(store) == []
