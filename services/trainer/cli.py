@@ -24,7 +24,9 @@ class Architecture(StrEnum):
 
 @train_app.command("submit")
 def submit(
-    dataset: Annotated[str, typer.Option(help="dataset name in s3://datasets (COCO)")],
+    dataset: Annotated[
+        str, typer.Option(help="dataset in s3://datasets: shared NAME or CLIENT/NAME (COCO)")
+    ],
     client: Annotated[str, typer.Option(help="client id the job belongs to")],
     architecture: Annotated[Architecture, typer.Option()] = Architecture.ssdlite,
     epochs: Annotated[int, typer.Option(min=1)] = 10,
@@ -33,27 +35,44 @@ def submit(
     image_size: Annotated[int, typer.Option(min=32, help="input side in px")] = 320,
     eval_dataset: Annotated[str | None, typer.Option(help="held-out dataset for mAP")] = None,
     name: Annotated[str | None, typer.Option(help="registry name (default CLIENT-ARCH)")] = None,
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="start from this trained model: models:/NAME@ALIAS or models:/NAME/V"),
+    ] = None,
 ) -> None:
     """Queue a training job in Postgres and announce it on ``training.jobs.v1``."""
+    import psycopg
+    from pydantic import ValidationError
+
     from services.trainer.announce import announce
     from services.trainer.jobs import JobSpec, JobStore
     from services.trainer.settings import TrainerSettings
 
     configure_logging("WARNING")
     settings = TrainerSettings()
-    spec = JobSpec(
-        client_id=client,
-        dataset=dataset,
-        architecture=architecture.value,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=lr,
-        image_size=image_size,
-        eval_dataset=eval_dataset,
-        model_name=name,
-        created_by=getpass.getuser(),
-    )
-    job = JobStore(settings.postgres.dsn.get_secret_value()).submit(spec)
+    try:
+        spec = JobSpec(
+            client_id=client,
+            dataset=dataset,
+            architecture=architecture.value,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            image_size=image_size,
+            eval_dataset=eval_dataset,
+            base_model=base_model,
+            model_name=name,
+            created_by=getpass.getuser(),
+        )
+    except ValidationError as exc:
+        messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"job not queued: {messages}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        job = JobStore(settings.postgres.dsn.get_secret_value()).submit(spec)
+    except psycopg.errors.ForeignKeyViolation as exc:
+        typer.echo(f"job not queued: client {client!r} does not exist", err=True)
+        raise typer.Exit(2) from exc
     asyncio.run(announce(settings.kafka, job.job_id))
     typer.echo(f"job {job.job_id} queued ({job.architecture} on {job.dataset})")
 

@@ -11,7 +11,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,8 +73,12 @@ def train_one_epoch(
     epoch: int,
     max_iterations: int | None = None,
     log_every: int = 10,
+    check: Callable[[], None] | None = None,
 ) -> EpochStats:
     """One pass over ``data_loader`` (at most ``max_iterations`` optimizer steps).
+
+    ``check`` runs before every step; whatever it raises (a stop or cancel request) ends
+    the epoch there.
 
     Raises:
         NonFiniteLoss: the total loss is NaN or infinite (nothing more is trained).
@@ -87,6 +91,8 @@ def train_one_epoch(
     for images, targets in _progress(data_loader, total, f"epoch {epoch}"):
         if iterations >= total:
             break
+        if check is not None:
+            check()
         images, targets = _to_device(images, targets, device)
         loss_dict: dict[str, torch.Tensor] = model(images, targets)
         loss = sum(loss_dict.values(), torch.zeros((), device=device))

@@ -9,21 +9,28 @@ wakes a trainer early. State machine::
 
 ``claim`` is a conditional UPDATE, so of several trainers exactly one takes a job. A running
 job's ``heartbeat_at`` is refreshed by its trainer; :meth:`JobStore.recover_orphans` (run at
-trainer start) re-queues jobs whose heartbeat is older than ``stale_after_s``.
+trainer start) re-queues jobs whose heartbeat is older than ``stale_after_s``. A job cancelled
+(dashboard, API) while running is noticed at the trainer's next heartbeat, which then stops it.
+
+Datasets are named as in :data:`vidpipe.topics.DATASET_NAME`: a job may use shared sets and
+its own client's (``client/name``), never another client's.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, Self
 
 import psycopg
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vidpipe.topics import dataset_usable_by
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +43,46 @@ ARCHITECTURES = {
     "ssdlite": "ssdlite320_mobilenet_v3_large",
     "fasterrcnn": "fasterrcnn_mobilenet_v3_large_320_fpn",
 }
+_MODEL_URI = re.compile(
+    r"^models:/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:@([A-Za-z0-9_-]{1,64})|/([1-9][0-9]{0,8}))$"
+)
+
+
+class ModelUri(NamedTuple):
+    """A registry reference: ``models:/NAME@ALIAS`` (``version`` None) or
+    ``models:/NAME/VERSION`` (``alias`` None)."""
+
+    name: str
+    alias: str | None
+    version: str | None
+
+
+def parse_model_uri(uri: str) -> ModelUri:
+    """Split ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+
+    Raises:
+        ValueError: any other form.
+    """
+    match = _MODEL_URI.fullmatch(uri)
+    if match is None:
+        raise ValueError(f"{uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION")
+    return ModelUri(match[1], match[2], match[3])
+
+
+def dataset_name(reference: str) -> str:
+    """Dataset name as the datasets bucket spells it: ``acme/set/annotations.json`` (the key
+    of its COCO file) and ``acme/set/`` both become ``acme/set``."""
+    return reference.removesuffix("/annotations.json").rstrip("/")
 
 
 class JobSpec(BaseModel):
     """What a submitter chooses. ``architecture`` is a torchvision builder name (or a key
-    of :data:`ARCHITECTURES`); ``image_size`` is the training input side in pixels."""
+    of :data:`ARCHITECTURES`); ``image_size`` is the training input side in pixels;
+    ``base_model`` (``models:/NAME@ALIAS`` or ``/VERSION``) is a model the trainer registered
+    earlier to start from instead of random weights.
+
+    Raises ``pydantic.ValidationError`` for an unknown architecture, a malformed dataset
+    name or base model, or a dataset another client owns."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,10 +98,41 @@ class JobSpec(BaseModel):
     created_by: str | None = None
     model_name: str | None = Field(default=None, description="registry name to register as")
 
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        name = normalize_architecture(value)
+        if name not in ARCHITECTURES.values():
+            supported = ", ".join(sorted(ARCHITECTURES) + sorted(ARCHITECTURES.values()))
+            raise ValueError(f"unsupported architecture {value!r}; use one of {supported}")
+        return name
+
+    @field_validator("dataset", "eval_dataset")
+    @classmethod
+    def _dataset_name(cls, value: str | None) -> str | None:
+        return None if value is None else dataset_name(value)
+
+    @field_validator("base_model")
+    @classmethod
+    def _model_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_model_uri(value)
+        return value
+
+    @model_validator(mode="after")
+    def _datasets_usable(self) -> Self:
+        for field in ("dataset", "eval_dataset"):
+            name = getattr(self, field)
+            if name is not None and not dataset_usable_by(name, self.client_id):
+                raise ValueError(
+                    f"{field} {name!r} belongs to another client; use a shared dataset or "
+                    f"'{self.client_id}/<name>'"
+                )
+        return self
+
 
 class TrainingJob(BaseModel):
-    """One row of ``training_jobs``. ``base_model`` is used as the registered model name
-    when it is a plain name (the dashboard stores ``models:/...`` URIs there: ignored)."""
+    """One row of ``training_jobs`` (``base_model``: see :class:`JobSpec`)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", protected_namespaces=())
 
@@ -89,7 +162,7 @@ class JobQueue(Protocol):
 
     def claim(self, job_id: int) -> TrainingJob | None: ...
 
-    def heartbeat(self, job_id: int) -> None: ...
+    def heartbeat(self, job_id: int) -> bool: ...
 
     def succeed(self, job_id: int, model_name: str, model_version: str, run_id: str) -> None: ...
 
@@ -175,13 +248,16 @@ class JobStore:
             ).fetchone()
         return TrainingJob.model_validate(row) if row else None
 
-    def heartbeat(self, job_id: int) -> None:
+    def heartbeat(self, job_id: int) -> bool:
+        """Refresh a running job's heartbeat; ``False`` when it is no longer ``running``
+        (cancelled, or recovered as an orphan): its trainer should stop working on it."""
         with self._connect() as conn:
-            conn.execute(
+            row = conn.execute(
                 "UPDATE training_jobs SET heartbeat_at = now()"
-                " WHERE job_id = %s AND state = 'running'",
+                " WHERE job_id = %s AND state = 'running' RETURNING job_id",
                 (job_id,),
-            )
+            ).fetchone()
+        return row is not None
 
     def succeed(self, job_id: int, model_name: str, model_version: str, run_id: str) -> None:
         self._finish(job_id, "succeeded", None, model_name, model_version, run_id)
@@ -257,17 +333,29 @@ class JobStore:
 
 
 @contextmanager
-def heartbeat(queue: JobQueue, job_id: int, every_s: float) -> Iterator[None]:
+def heartbeat(
+    queue: JobQueue, job_id: int, every_s: float, on_lost: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Refresh the job's heartbeat every ``every_s`` seconds in a daemon thread while the
-    block runs (training blocks the calling thread). Heartbeat errors are logged, not raised."""
+    block runs (training blocks the calling thread). When the job is found no longer
+    ``running`` (cancelled), ``on_lost`` is called once and beating stops. Heartbeat errors
+    (database down) are logged, not raised."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(every_s):
             try:
-                queue.heartbeat(job_id)
+                running = queue.heartbeat(job_id)
             except Exception:
                 log.exception("heartbeat failed", extra={"job_id": job_id})
+                continue
+            if not running:
+                log.warning(
+                    "training job is no longer running (cancelled?)", extra={"job_id": job_id}
+                )
+                if on_lost is not None:
+                    on_lost()
+                return
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
     thread.start()

@@ -2,7 +2,9 @@
 
 Failures end the job ``failed`` with a readable reason (missing dataset, bad architecture,
 NaN loss, ...); a trainer killed mid-job leaves it ``running`` with a stale heartbeat, which
-:meth:`services.trainer.jobs.JobStore.recover_orphans` repairs at the next start.
+:meth:`services.trainer.jobs.JobStore.recover_orphans` repairs at the next start. A job
+cancelled while it runs stops within one optimizer step of the next heartbeat and registers
+nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from mlflow import MlflowClient
 from services.evaluator.datasets import load_dataset
 from services.trainer.data import CocoDetection, make_loader
 from services.trainer.engine import evaluate, train_one_epoch
-from services.trainer.jobs import JobQueue, TrainingJob, heartbeat
+from services.trainer.jobs import JobQueue, TrainingJob, dataset_name, heartbeat, parse_model_uri
 from services.trainer.settings import TrainerSettings
-from services.trainer.wrapper import ContractDetector, build_model
+from services.trainer.wrapper import ContractDetector, build_model, warm_start
 from vidpipe.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 
 class JobInterrupted(RuntimeError):
     """The trainer is stopping; the job goes back to the queue."""
+
+
+class JobCancelled(RuntimeError):
+    """The job stopped being ``running`` under the trainer (cancelled); its state stays."""
 
 
 @dataclass(frozen=True)
@@ -45,33 +51,32 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def dataset_name(reference: str) -> str:
-    """Dataset name as :func:`load_dataset` wants it: ``acme/set/annotations.json`` (the
-    dashboard's key form) and ``acme/set/`` both become ``acme/set``."""
-    name = reference.removesuffix("/annotations.json").rstrip("/")
-    return name
-
-
 def model_name(job: TrainingJob) -> str:
     """The job's chosen registry name, else ``<client>-<architecture>``."""
     return job.model_name or f"{job.client_id}-{job.architecture}"
 
 
 def process_job(
-    settings: TrainerSettings, queue: JobQueue, job_id: int, cancel: threading.Event
+    settings: TrainerSettings, queue: JobQueue, job_id: int, stop: threading.Event
 ) -> TrainedModel | None:
     """Claim and run job ``job_id``; ``None`` when another trainer has it or it is not
-    queued. Never raises for a job's own failure (it is recorded on the job)."""
+    queued, when it is cancelled meanwhile, or when ``stop`` (trainer shutting down) is set
+    (the job is re-queued). Never raises for a job's own failure (it is recorded on the job).
+    """
     job = queue.claim(job_id)
     if job is None:
         log.info("job not claimable (taken or finished)", extra={"job_id": job_id})
         return None
     log.info("training job started", extra={"job_id": job_id, "attempt": job.attempts})
+    lost = threading.Event()
     try:
-        with heartbeat(queue, job_id, settings.heartbeat_s):
-            trained = train_job(settings, job, cancel)
+        with heartbeat(queue, job_id, settings.heartbeat_s, on_lost=lost.set):
+            trained = train_job(settings, job, stop, lost)
     except JobInterrupted:
         queue.requeue(job_id)
+        return None
+    except JobCancelled as exc:
+        log.warning("training job stopped: %s", exc, extra={"job_id": job_id})
         return None
     except Exception as exc:
         log.exception("training job failed", extra={"job_id": job_id})
@@ -81,17 +86,57 @@ def process_job(
     return trained
 
 
+def load_base_model(settings: TrainerSettings, uri: str) -> tuple[ContractDetector, str]:
+    """The registered model ``uri`` (``models:/NAME@ALIAS`` or ``/VERSION``) on the CPU, and
+    its version-pinned URI (what was actually used, for the run's params).
+
+    Raises:
+        ValueError: malformed ``uri``, or a model not trained by this trainer (e.g. the
+            CenterNet import), which has no torchvision weights to start from.
+        mlflow.exceptions.MlflowException: no such model, alias or version.
+    """
+    ref = parse_model_uri(uri)
+    version = ref.version
+    if version is None:
+        client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
+        version = str(client.get_model_version_by_alias(ref.name, str(ref.alias)).version)
+    pinned = f"models:/{ref.name}/{version}"
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    module = mlflow.pytorch.load_model(pinned, map_location="cpu")
+    if not isinstance(module, ContractDetector):
+        raise ValueError(
+            f"base model {uri} ({pinned}, a {type(module).__name__}) was not trained by the "
+            "trainer; start from a model it registered (ssdlite / fasterrcnn) or from scratch"
+        )
+    return module, pinned
+
+
 def train_job(
-    settings: TrainerSettings, job: TrainingJob, cancel: threading.Event | None = None
+    settings: TrainerSettings,
+    job: TrainingJob,
+    stop: threading.Event | None = None,
+    cancelled: threading.Event | None = None,
 ) -> TrainedModel:
     """Train ``job``'s model and register it under alias ``candidate``.
 
+    ``stop`` (the trainer is shutting down) and ``cancelled`` (the job left ``running``)
+    are checked before every optimizer step and before registering.
+
     Raises:
         services.evaluator.datasets.DatasetNotFound / InvalidDataset: bad dataset.
-        ValueError: unsupported architecture.
+        ValueError: unsupported architecture, or a base model of another architecture.
+        mlflow.exceptions.MlflowException: the base model does not exist.
         services.trainer.engine.NonFiniteLoss: training diverged.
-        JobInterrupted: ``cancel`` was set (checked between epochs).
+        JobInterrupted: ``stop`` was set.
+        JobCancelled: ``cancelled`` was set.
     """
+
+    def check() -> None:
+        if cancelled is not None and cancelled.is_set():
+            raise JobCancelled(f"job {job.job_id} is no longer running (cancelled)")
+        if stop is not None and stop.is_set():
+            raise JobInterrupted(f"job {job.job_id} interrupted: the trainer is stopping")
+
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     device = pick_device(settings.device)
@@ -99,7 +144,14 @@ def train_job(
     train_data = CocoDetection(load_dataset(store, dataset_name(job.dataset)))
     eval_name = dataset_name(job.eval_dataset) if job.eval_dataset else None
     eval_data = CocoDetection(load_dataset(store, eval_name)) if eval_name else train_data
-    model = build_model(job.architecture, train_data.num_classes, job.image_size).to(device)
+    model = build_model(job.architecture, train_data.num_classes, job.image_size)
+    base: dict[str, str] = {}
+    if job.base_model:
+        base_module, pinned = load_base_model(settings, job.base_model)
+        copied = warm_start(model, base_module, train_data.labels)
+        base = {"base_model": pinned, "base_tensors_copied": f"{copied}/{len(model.state_dict())}"}
+        log.info("warm start", extra={"job_id": job.job_id, **base})
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=job.learning_rate, momentum=0.9, weight_decay=1e-4)
     train_loader = make_loader(train_data, job.batch_size, shuffle=True)
@@ -125,12 +177,11 @@ def train_job(
                 "device": str(device),
                 "max_iterations_per_epoch": settings.max_iterations_per_epoch,
                 "optimizer": "SGD momentum 0.9 wd 1e-4",
+                **base,
             }
         )
         mlflow.log_dict({"labels": train_data.labels}, "labels.json")
         for epoch in range(job.epochs):
-            if cancel is not None and cancel.is_set():
-                raise JobInterrupted(f"job {job.job_id} interrupted before epoch {epoch}")
             stats = train_one_epoch(
                 model,
                 optimizer,
@@ -139,6 +190,7 @@ def train_job(
                 epoch,
                 max_iterations=settings.max_iterations_per_epoch,
                 log_every=settings.log_every,
+                check=check,
             )
             metrics = evaluate(model, eval_loader, device, labels=train_data.labels)
             values = {"loss": stats.loss, "images_per_s": stats.images_per_s}
@@ -156,6 +208,7 @@ def train_job(
                     "eval_map": round(metrics.map, 4),
                 },
             )
+        check()
         wrapped = ContractDetector(model.cpu(), train_data.labels).eval()
         info = mlflow.pytorch.log_model(
             wrapped,
@@ -173,6 +226,8 @@ def train_job(
     client.set_model_version_tag(name, version, "labels", json.dumps(train_data.labels))
     client.set_model_version_tag(name, version, "job_id", str(job.job_id))
     client.set_model_version_tag(name, version, "dataset", train_data.dataset.name)
+    if base:
+        client.set_model_version_tag(name, version, "base_model", base["base_model"])
     client.set_registered_model_alias(name, settings.candidate_alias, version)
     log.info(
         "model registered",

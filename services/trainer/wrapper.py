@@ -16,6 +16,9 @@ import torchvision
 from torch import nn
 
 BACKGROUND = "__background__"
+#: State-dict prefixes of the per-class layers: copied from a base model only when its label
+#: list equals the dataset's (otherwise class ``i`` would mean something else).
+CLASS_HEADS = ("head.classification_head.", "roi_heads.box_predictor.")
 
 
 def build_model(architecture: str, num_classes: int, image_size: int) -> nn.Module:
@@ -52,6 +55,35 @@ def build_model(architecture: str, num_classes: int, image_size: int) -> nn.Modu
         f"unsupported architecture {architecture!r}; use ssdlite320_mobilenet_v3_large or "
         "fasterrcnn_mobilenet_v3_large_320_fpn"
     )
+
+
+def warm_start(model: nn.Module, base: ContractDetector, labels: list[str]) -> int:
+    """Copy ``base``'s weights into the freshly built ``model`` (fine-tuning); returns how
+    many state-dict tensors were copied.
+
+    Every tensor whose name and shape match is copied, except the per-class layers
+    (:data:`CLASS_HEADS`) when ``base.labels != labels``: backbone and box regression carry
+    over to a new label set, class scores are learnt anew.
+
+    Raises:
+        ValueError: ``base`` is another architecture (e.g. SSDlite into Faster R-CNN).
+    """
+    if type(base.model) is not type(model):
+        raise ValueError(
+            f"base model is a {type(base.model).__name__}, the job trains a "
+            f"{type(model).__name__}; choose the base model's architecture"
+        )
+    same_labels = list(base.labels) == list(labels)
+    own = model.state_dict()
+    copied = {
+        key: tensor
+        for key, tensor in base.model.state_dict().items()
+        if key in own
+        and own[key].shape == tensor.shape
+        and (same_labels or not key.startswith(CLASS_HEADS))
+    }
+    model.load_state_dict(copied, strict=False)
+    return len(copied)
 
 
 class ContractDetector(nn.Module):

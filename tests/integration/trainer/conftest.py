@@ -39,7 +39,8 @@ class Scope:
 @pytest.fixture(scope="module")
 def scope(stack: None, stack_settings: ServiceSettings) -> Iterator[Scope]:
     tag = uuid.uuid4().hex[:8]
-    scope = Scope(f"it-train-{tag}", f"it-train-{tag}", f"it-train-{tag}", tag)
+    client_id = f"it-train-{tag}"
+    scope = Scope(client_id, f"{client_id}/train", f"it-train-{tag}", tag)
     dsn = stack_settings.postgres.dsn.get_secret_value()
     with psycopg.connect(dsn) as conn:
         conn.execute(

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -17,7 +20,7 @@ from services.detector.model_cache import ModelCache
 from services.trainer.__main__ import run
 from services.trainer.announce import announce
 from services.trainer.jobs import JobStore
-from services.trainer.service import process_job
+from services.trainer.service import TrainedModel, process_job
 from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import Scope, TrainedJob, spec
 from vidpipe.events import ModelRef
@@ -92,3 +95,78 @@ async def test_trainer_loop_when_job_announced_runs_it_to_a_final_state(
         await asyncio.wait_for(loop_task, timeout=30)
     final = queue.get(job.job_id)
     assert final is not None and final.state == "failed" and final.attempts == 1
+
+
+def test_job_when_base_model_given_fine_tunes_from_its_weights(
+    trained: TrainedJob, trainer_settings: TrainerSettings, scope: Scope, queue: JobStore
+) -> None:
+    """Starting from the registered candidate (same architecture and labels) copies every
+    tensor; the run and the new version record which version it started from."""
+    base = f"models:/{scope.model_name}@candidate"
+    job = queue.submit(spec(scope, base_model=base))
+
+    model = process_job(trainer_settings, queue, job.job_id, threading.Event())
+
+    done = queue.get(job.job_id)
+    assert model is not None, f"training failed: {done and done.reason}"
+    uri = trainer_settings.mlflow.tracking_uri
+    client = MlflowClient(uri, uri)
+    params = client.get_run(model.run_id).data.params
+    pinned = f"models:/{scope.model_name}/{trained.model.version}"
+    assert params["base_model"] == pinned
+    copied, total = params["base_tensors_copied"].split("/")
+    assert copied == total and int(total) > 100
+    assert client.get_model_version(scope.model_name, model.version).tags["base_model"] == pinned
+    assert int(model.version) > int(trained.model.version)
+
+
+def test_job_when_base_model_not_a_trained_detector_fails_with_reason(
+    trained: TrainedJob, trainer_settings: TrainerSettings, scope: Scope, queue: JobStore
+) -> None:
+    from services.models.registry import ensure_centernet
+
+    assets = Path(__file__).resolve().parents[3] / "var" / "assets" / "centernet"
+    ensure_centernet(trainer_settings.mlflow.tracking_uri, weights_dir=assets)
+    job = queue.submit(spec(scope, base_model="models:/coco-centernet@production"))
+
+    assert process_job(trainer_settings, queue, job.job_id, threading.Event()) is None
+
+    failed = queue.get(job.job_id)
+    assert failed is not None and failed.state == "failed"
+    assert "was not trained by the trainer" in (failed.reason or "")
+
+
+def test_job_when_cancelled_while_training_stops_and_registers_nothing(
+    trained: TrainedJob, trainer_settings: TrainerSettings, scope: Scope, queue: JobStore
+) -> None:
+    """The dashboard's cancel (an UPDATE to ``cancelled``) reaches a training that would
+    otherwise run 10,000 epochs: it stops at the next heartbeat, state stays ``cancelled``."""
+    job = queue.submit(spec(scope, epochs=10_000))
+    outcome: list[TrainedModel | None] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            process_job(trainer_settings, queue, job.job_id, threading.Event())
+        )
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (queue.get(job.job_id) or job).state != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # well into training
+        with psycopg.connect(trainer_settings.postgres.dsn.get_secret_value()) as conn:
+            conn.execute(
+                "UPDATE training_jobs SET state = 'cancelled', reason = 'cancelled by pytest'"
+                " WHERE job_id = %s",
+                (job.job_id,),
+            )
+    finally:
+        worker.join(timeout=60)
+    assert not worker.is_alive(), "training did not stop after the cancellation"
+    final = queue.get(job.job_id)
+    assert outcome == [None]
+    assert final is not None and final.state == "cancelled" and final.model_version is None
+    uri = trainer_settings.mlflow.tracking_uri
+    versions = MlflowClient(uri, uri).search_model_versions(f"name = '{scope.model_name}'")
+    assert all(v.tags.get("job_id") != str(job.job_id) for v in versions)

@@ -6,18 +6,23 @@ import threading
 import time
 
 import pytest
+from pydantic import ValidationError
 
 from services.trainer import service
 from services.trainer.announce import TrainingJobQueued
 from services.trainer.jobs import (
+    JobSpec,
     JobState,
+    ModelUri,
     TrainingJob,
     after_crash,
+    dataset_name,
     heartbeat,
     normalize_architecture,
+    parse_model_uri,
 )
 from services.trainer.promote import decide
-from services.trainer.service import JobInterrupted, TrainedModel, dataset_name, process_job
+from services.trainer.service import JobCancelled, JobInterrupted, TrainedModel, process_job
 from services.trainer.settings import TrainerSettings
 
 
@@ -51,8 +56,9 @@ class FakeQueue:
         self._set(job_id, state="running", attempts=job.attempts + 1)
         return self.jobs[job_id]
 
-    def heartbeat(self, job_id: int) -> None:
+    def heartbeat(self, job_id: int) -> bool:
         self.beats += 1
+        return self.jobs[job_id].state == "running"
 
     def succeed(self, job_id: int, model_name: str, model_version: str, run_id: str) -> None:
         self._set(job_id, state="succeeded", model_name=model_name, model_version=model_version)
@@ -100,7 +106,7 @@ def test_process_job_when_training_succeeds_marks_succeeded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queue = FakeQueue(1)
-    monkeypatch.setattr(service, "train_job", lambda s, j, c: TrainedModel("m", "4", "run"))
+    monkeypatch.setattr(service, "train_job", lambda *_: TrainedModel("m", "4", "run"))
 
     trained = process_job(TrainerSettings(), queue, 1, threading.Event())
 
@@ -150,6 +156,7 @@ def test_process_job_when_interrupted_requeues_without_counting(
 
 def test_heartbeat_when_block_runs_beats_periodically() -> None:
     queue = FakeQueue(1)
+    queue.claim(1)
     with heartbeat(queue, 1, every_s=0.02):
         time.sleep(0.15)
     beats = queue.beats
@@ -158,11 +165,46 @@ def test_heartbeat_when_block_runs_beats_periodically() -> None:
     assert beats >= 3 and queue.beats == beats  # stopped with the block
 
 
+def test_heartbeat_when_job_cancelled_calls_on_lost_once_and_stops() -> None:
+    queue = FakeQueue(1)
+    queue.claim(1)
+    lost = threading.Event()
+    with heartbeat(queue, 1, every_s=0.02, on_lost=lost.set):
+        time.sleep(0.06)
+        queue._set(1, state="cancelled")
+        assert lost.wait(1.0)
+        beats = queue.beats
+        time.sleep(0.08)
+
+    assert queue.beats == beats  # no beating a job that is gone
+
+
+def test_process_job_when_cancelled_mid_training_leaves_it_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = FakeQueue(1)
+
+    def train_until_cancelled(
+        settings: object, job: object, stop: object, cancelled: threading.Event
+    ) -> TrainedModel:
+        queue._set(1, state="cancelled")  # the dashboard's cancel, while training runs
+        assert cancelled.wait(5.0), "the heartbeat did not notice the cancellation"
+        raise JobCancelled("cancelled")
+
+    monkeypatch.setattr(service, "train_job", train_until_cancelled)
+
+    result = process_job(TrainerSettings(heartbeat_s=0.02), queue, 1, threading.Event())
+
+    assert result is None and queue.state(1) == "cancelled"  # not failed, not re-queued
+
+
 def test_names_when_normalized_follow_conventions() -> None:
     assert normalize_architecture("ssdlite") == "ssdlite320_mobilenet_v3_large"
     assert normalize_architecture("fasterrcnn") == "fasterrcnn_mobilenet_v3_large_320_fpn"
     assert dataset_name("acme/set/annotations.json") == "acme/set"
     assert dataset_name("acme/set/") == "acme/set"
+    assert parse_model_uri("models:/m@candidate") == ModelUri("m", "candidate", None)
+    assert parse_model_uri("models:/m/3") == ModelUri("m", None, "3")
     assert TrainingJobQueued(job_id=5).model_dump() == {"schema_version": 1, "job_id": 5}
 
 
@@ -183,3 +225,47 @@ def test_cli_when_help_requested_lists_commands() -> None:
     assert submit.exit_code == 0 and "--eval-dataset" in submit.output
     assert "ssdlite" in submit.output and "fasterrcnn" in submit.output
     assert promote.exit_code == 0 and "--force" in promote.output
+
+
+def _spec(**changes: object) -> JobSpec:
+    return JobSpec.model_validate(
+        {"client_id": "acme", "dataset": "acme/dock", "architecture": "ssdlite", **changes}
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "stored"),
+    [
+        ({}, ("acme/dock", None, "ssdlite320_mobilenet_v3_large")),
+        (
+            {"dataset": "acme/dock/annotations.json"},
+            ("acme/dock", None, "ssdlite320_mobilenet_v3_large"),
+        ),
+        (
+            {"eval_dataset": "vtest-persons", "architecture": "fasterrcnn"},
+            ("acme/dock", "vtest-persons", "fasterrcnn_mobilenet_v3_large_320_fpn"),
+        ),
+    ],
+)
+def test_job_spec_when_valid_then_names_normalized(
+    changes: dict[str, object], stored: tuple[str, str | None, str]
+) -> None:
+    spec = _spec(**changes)
+    assert (spec.dataset, spec.eval_dataset, spec.architecture) == stored
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"dataset": "other/dock"}, "belongs to another client"),
+        ({"eval_dataset": "other/holdout"}, "belongs to another client"),
+        ({"dataset": "acme/Dock Set"}, "is invalid"),
+        ({"architecture": "fcos_resnet50_fpn"}, "unsupported architecture"),
+        ({"base_model": "coco-centernet"}, "models:/NAME@ALIAS"),
+    ],
+)
+def test_job_spec_when_invalid_then_rejected_with_reason(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _spec(**changes)

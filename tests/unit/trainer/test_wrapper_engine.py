@@ -8,7 +8,7 @@ import torch
 from services.evaluator.datasets import load_dataset, upload_dataset
 from services.trainer.data import CocoDetection, make_loader
 from services.trainer.engine import evaluate, train_one_epoch
-from services.trainer.wrapper import BACKGROUND, ContractDetector, build_model
+from services.trainer.wrapper import BACKGROUND, ContractDetector, build_model, warm_start
 from tests.unit.trainer.synthetic import BLUE, RED, MemoryStore, synthetic_scenes
 
 ARCHITECTURES = ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"]
@@ -76,3 +76,47 @@ def test_train_one_epoch_when_one_iteration_returns_finite_loss_and_metrics(
     assert stats.loss > 0 and stats.images_per_s > 0
     assert set(stats.losses) == {"bbox_regression", "classification"}
     assert 0.0 <= metrics.map <= 1.0
+
+
+def _tensors(module: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    return {k: v for k, v in module.state_dict().items() if k.startswith(prefix)}
+
+
+def test_warm_start_when_labels_equal_then_every_tensor_copied() -> None:
+    labels = [BACKGROUND, "a", "b"]
+    torch.manual_seed(0)
+    base = ContractDetector(build_model("ssdlite320_mobilenet_v3_large", 3, 96), labels)
+    torch.manual_seed(1)
+    fresh = build_model("ssdlite320_mobilenet_v3_large", 3, 96)
+
+    copied = warm_start(fresh, base, labels)
+
+    assert copied == len(fresh.state_dict())
+    assert all(torch.equal(v, _tensors(base.model)[k]) for k, v in _tensors(fresh).items())
+
+
+def test_warm_start_when_labels_differ_then_class_head_learnt_anew() -> None:
+    torch.manual_seed(0)
+    base = ContractDetector(
+        build_model("ssdlite320_mobilenet_v3_large", 3, 96), [BACKGROUND, "a", "b"]
+    )
+    torch.manual_seed(1)
+    fresh = build_model("ssdlite320_mobilenet_v3_large", 3, 96)  # same shapes, other classes
+    head = "head.classification_head."
+    before = _tensors(fresh, head)
+
+    copied = warm_start(fresh, base, [BACKGROUND, "b", "c"])
+
+    assert copied == len(fresh.state_dict()) - len(before)
+    assert all(torch.equal(v, before[k]) for k, v in _tensors(fresh, head).items())
+    backbone = _tensors(base.model, "backbone.")
+    assert all(torch.equal(v, backbone[k]) for k, v in _tensors(fresh, "backbone.").items())
+
+
+def test_warm_start_when_architecture_differs_then_value_error() -> None:
+    base = ContractDetector(
+        build_model("ssdlite320_mobilenet_v3_large", 3, 96), [BACKGROUND, "a", "b"]
+    )
+    fresh = build_model("fasterrcnn_mobilenet_v3_large_320_fpn", 3, 96)
+    with pytest.raises(ValueError, match=r"SSD.*FasterRCNN"):
+        warm_start(fresh, base, [BACKGROUND, "a", "b"])
