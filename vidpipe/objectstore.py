@@ -52,6 +52,17 @@ class ObjectStore:
             raise
         return body
 
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether ``bucket/key`` exists (one HEAD request; the bytes are not read)."""
+        try:
+            self._client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in {"NoSuchKey", "NoSuchBucket", "NotFound", "404"}:
+                return False
+            raise
+        return True
+
     def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):

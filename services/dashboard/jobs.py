@@ -1,41 +1,43 @@
-"""Training jobs: the dashboard queues them (state ``queued``); the trainer consumes them.
+"""Training jobs: the dashboard queues them (state ``queued``) and announces them on
+``training.jobs.v1``; the trainer consumes them.
 
-Datasets are keys (prefixes) in the ``datasets`` bucket and must lie under the client's own
-prefix ``{client_id}/``, so one client cannot train on another's data. ``base_model`` is an
-MLflow URI (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``) that must exist.
+Datasets are named as in the ``datasets`` bucket (:data:`vidpipe.topics.DATASET_NAME`): a
+shared set (``vtest-persons``) or the client's own (``acme/dock``), never another client's,
+and must exist. ``base_model`` is a registry URI (``models:/NAME@ALIAS`` or
+``models:/NAME/VERSION``) that must exist. The architectures are the trainer's.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.dashboard.auth import Principal
-from services.dashboard.catalog import ModelCatalog
 from services.dashboard.db import training_jobs
 from services.dashboard.errors import Conflict, Invalid, NotFound
+from services.dashboard.resources import Resources
 from services.dashboard.tenancy import ID_PATTERN, acting_client, client_filter
+from services.trainer.announce import announce
+from services.trainer.jobs import ARCHITECTURES, dataset_name, parse_model_uri
+from vidpipe.topics import DATASET_NAME, DATASETS_BUCKET, dataset_owner
 
-Architecture = Literal[
-    "ssdlite320_mobilenet_v3_large",
-    "fasterrcnn_mobilenet_v3_large_320_fpn",
-    "fasterrcnn_mobilenet_v3_large_fpn",
-    "retinanet_resnet50_fpn_v2",
-    "fcos_resnet50_fpn",
-]
+log = logging.getLogger(__name__)
+
+#: torchvision builder names the trainer supports, as the API takes them.
+ARCHITECTURE_NAMES: tuple[str, ...] = tuple(ARCHITECTURES.values())
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_.-]{1,255}){1,16}/?$"
-_MODEL_URI = re.compile(
-    r"^models:/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:@([A-Za-z0-9_-]{1,64})|/([1-9][0-9]{0,8}))$"
-)
+#: A dataset name, or the key of its COCO file (``acme/dock/annotations.json``).
+DATASET_PATTERN = DATASET_NAME.pattern.removesuffix("$") + r"(/annotations\.json)?$"
+_ANNOUNCE_TIMEOUT_S = 5.0
 _EXAMPLE: dict[str, Any] = {
-    "dataset": "acme/vtest-labelled/annotations.json",
-    "eval_dataset": "acme/vtest-holdout/annotations.json",
-    "base_model": "models:/coco-centernet@production",
+    "dataset": "acme/dock",
+    "eval_dataset": "vtest-persons",
+    "base_model": "models:/acme-ssdlite320_mobilenet_v3_large@production",
     "architecture": "ssdlite320_mobilenet_v3_large",
     "epochs": 10,
     "batch_size": 8,
@@ -50,12 +52,26 @@ class JobIn(BaseModel):
     client_id: str | None = Field(default=None, pattern=ID_PATTERN, description="superadmin only")
     dataset: str = Field(pattern=DATASET_PATTERN, description="COCO json key in s3://datasets")
     eval_dataset: str | None = Field(default=None, pattern=DATASET_PATTERN)
-    base_model: str | None = Field(default=None, max_length=300, description="models:/NAME@ALIAS")
-    architecture: Architecture
+    base_model: str | None = Field(
+        default=None, max_length=300, description="models:/NAME@ALIAS or models:/NAME/VERSION"
+    )
+    architecture: str = Field(json_schema_extra={"enum": list(ARCHITECTURE_NAMES)})
     epochs: int = Field(default=10, ge=1, le=1000)
     batch_size: int = Field(default=8, ge=1, le=256)
     learning_rate: float = Field(default=0.005, gt=0, le=1)
     image_size: int = Field(default=320, ge=64, le=2048)
+
+    @field_validator("architecture")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in ARCHITECTURE_NAMES:
+            raise ValueError(f"the trainer supports {', '.join(ARCHITECTURE_NAMES)}")
+        return value
+
+    @field_validator("dataset", "eval_dataset")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else dataset_name(value)
 
 
 class JobOut(BaseModel):
@@ -78,34 +94,64 @@ class JobOut(BaseModel):
     created_by: str | None
 
 
-def _check_dataset(client_id: str, key: str | None, field: str) -> None:
-    if key is None:
+def _check_dataset(resources: Resources, client_id: str, name: str | None, field: str) -> None:
+    if name is None:
         return
-    if ".." in key.split("/"):
-        raise Invalid(f"{field} must not contain '..'", field=field)
-    if not key.startswith(f"{client_id}/"):
-        raise Invalid(f"{field} must be under your client's prefix '{client_id}/'", field=field)
+    owner = dataset_owner(name)  # the pattern already held
+    if owner not in (None, client_id):
+        raise Invalid(
+            f"{field} must be a shared dataset or under your client's prefix '{client_id}/'",
+            field=field,
+        )
+    if not resources.objects.exists(DATASETS_BUCKET, f"{name}/annotations.json"):
+        raise Invalid(
+            f"dataset {name!r} not found in s3://{DATASETS_BUCKET}; make one with "
+            "`vidpipe datasets build` or `vidpipe datasets import`",
+            field=field,
+        )
 
 
-def _check_base_model(catalog: ModelCatalog, uri: str | None) -> None:
+def _check_base_model(resources: Resources, uri: str | None) -> None:
     if uri is None:
         return
-    match = _MODEL_URI.fullmatch(uri)
-    if match is None:
-        raise Invalid("base_model must be models:/NAME@ALIAS or models:/NAME/VERSION", "base_model")
     try:
-        catalog.resolve(match[1], match[2], match[3])
+        ref = parse_model_uri(uri)
+    except ValueError:
+        raise Invalid(
+            "base_model must be models:/NAME@ALIAS or models:/NAME/VERSION", "base_model"
+        ) from None
+    try:
+        resources.catalog.resolve(ref.name, ref.alias, ref.version)
     except Invalid as exc:
         raise Invalid(exc.message, field="base_model") from exc
 
 
+def _announce(resources: Resources, job_id: int) -> None:
+    """Publish the job on ``training.jobs.v1`` so a trainer starts it at once. Best effort:
+    the row is committed and trainers also poll Postgres, so a broker outage only delays it."""
+    try:
+        asyncio.run(
+            asyncio.wait_for(announce(resources.settings.kafka, job_id), _ANNOUNCE_TIMEOUT_S)
+        )
+    except Exception as exc:
+        log.warning("training job not announced (trainers will poll it): %s", exc)
+
+
 def submit_job(
-    conn: sa.Connection, catalog: ModelCatalog, principal: Principal, body: JobIn
+    conn: sa.Connection, resources: Resources, principal: Principal, body: JobIn
 ) -> JobOut:
+    """Validate against storage and registry, insert the queued row, announce it.
+
+    Must be called from a worker thread (it runs the Kafka announcement with
+    ``asyncio.run``): FastAPI runs the sync routes that call it in its thread pool.
+
+    Raises:
+        Invalid: unknown/foreign dataset, unknown base model (HTTP 422 naming the field).
+    """
     client = acting_client(conn, principal, body.client_id)
-    _check_dataset(client, body.dataset, "dataset")
-    _check_dataset(client, body.eval_dataset, "eval_dataset")
-    _check_base_model(catalog, body.base_model)
+    _check_dataset(resources, client, body.dataset, "dataset")
+    _check_dataset(resources, client, body.eval_dataset, "eval_dataset")
+    _check_base_model(resources, body.base_model)
     row = conn.execute(
         sa.insert(training_jobs)
         .values(
@@ -114,7 +160,9 @@ def submit_job(
         .returning(training_jobs)
     ).one()
     conn.commit()
-    return JobOut.model_validate(row._mapping)
+    job = JobOut.model_validate(row._mapping)
+    _announce(resources, job.job_id)
+    return job
 
 
 def list_jobs(

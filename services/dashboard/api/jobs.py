@@ -17,7 +17,7 @@ JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Queue a training job")
 def submit(user: OperatorUser, conn: SessionDep, resources: ResourcesDep, body: JobIn) -> JobOut:
-    return jobs.submit_job(conn, resources.catalog, user, body)
+    return jobs.submit_job(conn, resources, user, body)
 
 
 @router.get("")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -11,7 +11,7 @@ from services.dashboard import jobs, tenancy
 from services.dashboard.auth import Principal
 from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
 from services.dashboard.errors import Invalid
-from services.dashboard.jobs import Architecture, JobIn
+from services.dashboard.jobs import ARCHITECTURE_NAMES, JobIn
 from services.dashboard.pages.render import CsrfForm, blank_to_none, field_errors, redirect, render
 
 router = APIRouter()
@@ -23,7 +23,7 @@ class JobForm(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "dataset": "acme/set/annotations.json",
+                    "dataset": "acme/dock",
                     "architecture": "ssdlite320_mobilenet_v3_large",
                     "epochs": "5",
                 }
@@ -63,7 +63,7 @@ def _page(
         jobs=jobs.list_jobs(conn, user),
         form=form or JobForm(),
         errors=errors or {},
-        architectures=get_args(Architecture),
+        architectures=ARCHITECTURE_NAMES,
         clients=tenancy.list_clients(conn, user) if user.is_superadmin else [],
     )
 
@@ -82,7 +82,7 @@ def submit_job(
     form: Annotated[JobForm, Form()],
 ) -> Response:
     try:
-        job = jobs.submit_job(conn, resources.catalog, user, form.to_job())
+        job = jobs.submit_job(conn, resources, user, form.to_job())
     except (ValidationError, Invalid) as exc:
         return _page(request, user, conn, form, field_errors(exc), 422)
     return redirect(request, "/jobs", f"Training job {job.job_id} queued.")

@@ -1,5 +1,6 @@
 """Fixtures for dashboard tests against the real stack: the app, and fresh tenants (clients
-with users of every role, a camera, a model config and a training job) named by uuid."""
+with users of every role, a camera, a model config, a one-image dataset and a training job)
+named by uuid."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from services.dashboard.auth import Principal, Role
 from services.dashboard.db import performance_reports, users
 from services.dashboard.resources import Resources
 from services.dashboard.settings import DashboardSettings
+from services.evaluator.datasets import upload_dataset
+from tests.unit.trainer.synthetic import synthetic_scenes
 from vidpipe.configstore import Camera, ClientConfig, ConfigStore
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
-from vidpipe.topics import ANNOTATIONS_BUCKET, RENDERS_BUCKET
+from vidpipe.topics import ANNOTATIONS_BUCKET, DATASETS_BUCKET, RENDERS_BUCKET
 
 PASSWORD = "correct horse battery staple"
 ROLES = (Role.viewer, Role.operator, Role.admin)
@@ -85,7 +88,8 @@ def bearer(app: FastAPI, key: str) -> TestClient:
 
 @dataclass
 class Tenant:
-    """A client with one user per role, an operator API key, camera, config and job."""
+    """A client with one user per role, an operator API key, camera, config, a dataset
+    (``{client_id}/set`` in the datasets bucket) and a job."""
 
     client_id: str
     camera_id: str
@@ -93,6 +97,7 @@ class Tenant:
     emails: dict[Role, str]
     api_key: str
     key_id: int
+    dataset: str
     user_ids: dict[Role, int] = field(default_factory=dict)
 
     def as_(self, app: FastAPI, role: Role) -> TestClient:
@@ -138,7 +143,9 @@ def make_tenant(app: FastAPI, settings: DashboardSettings) -> Tenant:
             {"c": client_id, "d": f"{client_id}/secret-set/annotations.json"},
         ).scalar_one()
         conn.commit()
-    return Tenant(client_id, camera_id, job_id, emails, key.key, key.key_id, user_ids)
+    dataset = f"{client_id}/set"
+    upload_dataset(resources(app).objects, dataset, *synthetic_scenes(count=1, size=64))
+    return Tenant(client_id, camera_id, job_id, emails, key.key, key.key_id, dataset, user_ids)
 
 
 def drop_tenant(app: FastAPI, tenant: Tenant) -> None:
@@ -153,7 +160,7 @@ def drop_tenant(app: FastAPI, tenant: Tenant) -> None:
     with res.configs() as store:
         store.delete_client(tenant.client_id)  # cascades to cameras, users, keys, jobs
     prefix = f"{tenant.client_id}/"
-    for bucket in (ANNOTATIONS_BUCKET, RENDERS_BUCKET, "frames"):
+    for bucket in (ANNOTATIONS_BUCKET, RENDERS_BUCKET, DATASETS_BUCKET, "frames"):
         res.objects.delete_prefix(bucket, prefix)
 
 

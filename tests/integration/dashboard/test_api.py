@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.dashboard.auth import Role
@@ -14,6 +17,7 @@ from services.dashboard.settings import DashboardSettings
 from tests.integration.dashboard.conftest import Tenant, objects
 from tests.integration.dashboard.seed import seed_clip, seed_frame, seed_report
 from vidpipe.configstore import ConfigStore
+from vidpipe.topics import TRAINING_JOBS
 
 pytestmark = pytest.mark.integration
 
@@ -198,11 +202,13 @@ def test_reports_when_rows_exist_then_scoped_performance_and_shared_accuracy(
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        ({"dataset": "someone-else/set.json"}, "dataset", "under your client's prefix"),
-        ({"dataset": "{client}/../other/x.json"}, "dataset", "'..'"),
+        ({"dataset": "someone-else/set"}, "dataset", "under your client's prefix"),
+        ({"dataset": "{client}/../other"}, "dataset", "String should match pattern"),
+        ({"dataset": "{client}/absent"}, "dataset", "'{client}/absent' not found"),
+        ({"eval_dataset": "no-such-shared-set"}, "eval_dataset", "vidpipe datasets build"),
         ({"base_model": "models:/coco-centernet@nope"}, "base_model", "no alias 'nope'"),
         ({"base_model": "s3://x"}, "base_model", "models:/NAME@ALIAS"),
-        ({"architecture": "yolo"}, "architecture", "Input should be"),
+        ({"architecture": "fcos_resnet50_fpn"}, "architecture", "the trainer supports"),
         ({"epochs": 0}, "epochs", "greater than or equal to 1"),
         ({"learning_rate": 0}, "learning_rate", "greater than 0"),
     ],
@@ -216,8 +222,8 @@ def test_jobs_when_invalid_then_422_naming_the_field(
 ) -> None:
     tenant = tenant_factory()
     good = {
-        "dataset": f"{tenant.client_id}/set/train.json",
-        "architecture": "fcos_resnet50_fpn",
+        "dataset": tenant.dataset,
+        "architecture": "ssdlite320_mobilenet_v3_large",
         "base_model": "models:/coco-centernet@production",
     }
     body = {
@@ -226,7 +232,51 @@ def test_jobs_when_invalid_then_422_naming_the_field(
     }
     response = tenant.as_(app, Role.operator).post("/api/v1/jobs", json=body)
     assert response.status_code == 422
-    assert message in _fields(response)[field]
+    assert message.replace("{client}", tenant.client_id) in _fields(response)[field]
+
+
+async def _announced_job_keys(bootstrap: str, wanted: bytes, timeout_s: float = 20) -> set[bytes]:
+    """Keys on ``training.jobs.v1`` read from the start until ``wanted`` shows up."""
+    consumer = AIOKafkaConsumer(
+        TRAINING_JOBS,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    keys: set[bytes] = set()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while wanted not in keys and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            keys |= {r.key for records in batches.values() for r in records if r.key}
+    finally:
+        await consumer.stop()
+    return keys
+
+
+def test_jobs_when_submitted_then_stored_queued_and_announced_on_kafka(
+    app: FastAPI, tenant_factory: Callable[[], Tenant], dashboard_settings: DashboardSettings
+) -> None:
+    tenant = tenant_factory()
+    body = {
+        "dataset": f"{tenant.dataset}/annotations.json",  # the COCO key form is accepted too
+        "eval_dataset": tenant.dataset,
+        "architecture": "fasterrcnn_mobilenet_v3_large_320_fpn",
+    }
+
+    created = tenant.as_(app, Role.operator).post("/api/v1/jobs", json=body)
+
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert (job["state"], job["dataset"], job["client_id"]) == (
+        "queued",
+        tenant.dataset,
+        tenant.client_id,
+    )
+    key = str(job["job_id"]).encode()
+    bootstrap = dashboard_settings.kafka.bootstrap_servers
+    assert key in asyncio.run(_announced_job_keys(bootstrap, key))
 
 
 def test_promotions_when_gate_decided_then_listed_newest_first(

@@ -131,7 +131,7 @@ def test_pages_when_operator_works_in_browser_then_camera_config_live_and_charts
 
             # queue a training job
             page.get_by_role("link", name="Training").click()
-            page.locator("input[name=dataset]").fill(f"{tenant.client_id}/dock/train.json")
+            page.locator("input[name=dataset]").fill(tenant.dataset)
             page.get_by_role("button", name="Queue job").click()
             expect(page.get_by_text("queued").first).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "07-training-jobs.png", full_page=True)

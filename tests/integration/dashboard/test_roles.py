@@ -72,7 +72,7 @@ def test_accounts_when_operator_then_forbidden_but_cameras_config_jobs_allowed(
     assert (
         operator.put(f"/api/v1/clients/{tenant.client_id}/config", json=config).status_code == 200
     )
-    job = {"dataset": f"{tenant.client_id}/set/train.json", "architecture": "fcos_resnet50_fpn"}
+    job = {"dataset": tenant.dataset, "architecture": "ssdlite320_mobilenet_v3_large"}
     created = operator.post("/api/v1/jobs", json=job)
     assert created.status_code == 201 and created.json()["state"] == "queued"
     cancelled = operator.post(f"/api/v1/jobs/{created.json()['job_id']}/cancel")

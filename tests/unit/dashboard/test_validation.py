@@ -114,11 +114,30 @@ def test_check_classes_when_not_in_label_set_then_invalid_naming_them() -> None:
 
 
 @pytest.mark.parametrize(
-    "dataset", ["acme", "/acme/x.json", "acme//x.json", "acme/x y.json", "acme/" + "x" * 256]
+    "dataset",
+    ["/acme/x", "acme//x", "acme/x y", "acme/" + "x" * 129, "a/b/c", "acme/Dock"],
 )
-def test_job_dataset_when_not_a_key_under_a_client_then_rejected(dataset: str) -> None:
+def test_job_dataset_when_not_a_dataset_name_then_rejected(dataset: str) -> None:
     with pytest.raises(ValidationError, match="dataset"):
-        JobIn.model_validate({"dataset": dataset, "architecture": "fcos_resnet50_fpn"})
+        JobIn.model_validate({"dataset": dataset, "architecture": "ssdlite320_mobilenet_v3_large"})
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("vtest-persons", "vtest-persons"),
+        ("acme/dock", "acme/dock"),
+        ("acme/dock/annotations.json", "acme/dock"),
+    ],
+)
+def test_job_dataset_when_name_or_coco_key_then_stored_as_name(given: str, stored: str) -> None:
+    job = JobIn.model_validate({"dataset": given, "architecture": "ssdlite320_mobilenet_v3_large"})
+    assert job.dataset == stored
+
+
+def test_job_architecture_when_trainer_lacks_it_then_rejected_listing_supported() -> None:
+    with pytest.raises(ValidationError, match="fasterrcnn_mobilenet_v3_large_320_fpn"):
+        JobIn.model_validate({"dataset": "acme/dock", "architecture": "fcos_resnet50_fpn"})
 
 
 def test_chart_data_when_rows_then_series_per_hop_quantile_and_label() -> None:
