@@ -56,6 +56,7 @@ test: up lint
 
 bench: up
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -44,9 +44,11 @@ def submit(
     import psycopg
     from pydantic import ValidationError
 
+    from services.evaluator.datasets import DatasetNotFound, load_dataset
     from services.trainer.announce import announce
     from services.trainer.jobs import JobSpec, JobStore
     from services.trainer.settings import TrainerSettings
+    from vidpipe.objectstore import ObjectStore
 
     configure_logging("WARNING")
     settings = TrainerSettings()
@@ -68,6 +70,13 @@ def submit(
         messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
         typer.echo(f"job not queued: {messages}", err=True)
         raise typer.Exit(2) from exc
+    store = ObjectStore(settings.s3)
+    for name in filter(None, (spec.dataset, spec.eval_dataset)):
+        try:
+            load_dataset(store, name)  # exists and is valid COCO, so the job cannot fail on it
+        except (DatasetNotFound, ValueError) as exc:
+            typer.echo(f"job not queued: {exc}", err=True)
+            raise typer.Exit(2) from exc
     try:
         job = JobStore(settings.postgres.dsn.get_secret_value()).submit(spec)
     except psycopg.errors.ForeignKeyViolation as exc:
@@ -75,6 +84,22 @@ def submit(
         raise typer.Exit(2) from exc
     asyncio.run(announce(settings.kafka, job.job_id))
     typer.echo(f"job {job.job_id} queued ({job.architecture} on {job.dataset})")
+
+
+@train_app.command("cancel")
+def cancel(job_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Cancel a queued or running job (a running one stops at its trainer's next heartbeat)."""
+    from services.trainer.jobs import JobStore
+    from services.trainer.settings import TrainerSettings
+
+    settings = TrainerSettings()
+    job = JobStore(settings.postgres.dsn.get_secret_value()).cancel(
+        job_id, f"cancelled by {getpass.getuser()}"
+    )
+    if job is None:
+        typer.echo(f"job {job_id} is not queued or running", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"job {job_id} cancelled")
 
 
 @train_app.command("list")

@@ -283,6 +283,17 @@ class JobStore:
             )
         log.info("training job %s", state, extra={"job_id": job_id, "reason": reason})
 
+    def cancel(self, job_id: int, reason: str) -> TrainingJob | None:
+        """queued/running -> cancelled; ``None`` when the job is unknown or already final."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "UPDATE training_jobs SET state = 'cancelled', reason = %s, finished_at = now(),"
+                " updated_at = now() WHERE job_id = %s AND state IN ('queued', 'running')"
+                " RETURNING *",
+                (reason, job_id),
+            ).fetchone()
+        return TrainingJob.model_validate(row) if row else None
+
     def requeue(self, job_id: int) -> None:
         """running -> queued without counting the attempt (the trainer is shutting down)."""
         with self._connect() as conn:

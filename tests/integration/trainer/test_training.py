@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -139,8 +138,9 @@ def test_job_when_base_model_not_a_trained_detector_fails_with_reason(
 def test_job_when_cancelled_while_training_stops_and_registers_nothing(
     trained: TrainedJob, trainer_settings: TrainerSettings, scope: Scope, queue: JobStore
 ) -> None:
-    """The dashboard's cancel (an UPDATE to ``cancelled``) reaches a training that would
-    otherwise run 10,000 epochs: it stops at the next heartbeat, state stays ``cancelled``."""
+    """A cancel (``vidpipe train cancel``; the dashboard's is the same UPDATE) reaches a
+    training that would otherwise run 10,000 epochs: it stops at the next heartbeat and the
+    state stays ``cancelled``."""
     job = queue.submit(spec(scope, epochs=10_000))
     outcome: list[TrainedModel | None] = []
     worker = threading.Thread(
@@ -155,12 +155,7 @@ def test_job_when_cancelled_while_training_stops_and_registers_nothing(
             assert time.monotonic() < deadline, "the job never started"
             time.sleep(0.2)
         time.sleep(1.0)  # well into training
-        with psycopg.connect(trainer_settings.postgres.dsn.get_secret_value()) as conn:
-            conn.execute(
-                "UPDATE training_jobs SET state = 'cancelled', reason = 'cancelled by pytest'"
-                " WHERE job_id = %s",
-                (job.job_id,),
-            )
+        assert queue.cancel(job.job_id, "cancelled by pytest") is not None
     finally:
         worker.join(timeout=60)
     assert not worker.is_alive(), "training did not stop after the cancellation"
@@ -170,3 +165,28 @@ def test_job_when_cancelled_while_training_stops_and_registers_nothing(
     uri = trainer_settings.mlflow.tracking_uri
     versions = MlflowClient(uri, uri).search_model_versions(f"name = '{scope.model_name}'")
     assert all(v.tags.get("job_id") != str(job.job_id) for v in versions)
+
+
+def test_cli_submit_when_dataset_missing_or_foreign_refuses_before_queueing(
+    scope: Scope, queue: JobStore
+) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    before = len(queue.list_jobs(scope.client_id))
+    base = ["train", "submit", "--client", scope.client_id, "--epochs", "1"]
+
+    missing = CliRunner().invoke(app, [*base, "--dataset", f"{scope.client_id}/nope"])
+    foreign = CliRunner().invoke(app, [*base, "--dataset", "someone-else/set"])
+    queued = CliRunner().invoke(app, [*base, "--dataset", scope.dataset])
+
+    assert missing.exit_code == 2 and "not found" in missing.output
+    assert scope.dataset in missing.output  # the message lists what exists
+    assert foreign.exit_code == 2 and "belongs to another client" in foreign.output
+    assert queued.exit_code == 0, queued.output
+    job_id = int(queued.output.split()[1])
+    cancelled = CliRunner().invoke(app, ["train", "cancel", str(job_id)])
+    final = queue.get(job_id)
+    assert cancelled.exit_code == 0 and final is not None and final.state == "cancelled"
+    assert len(queue.list_jobs(scope.client_id)) == before + 1
