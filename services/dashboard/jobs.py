@@ -22,6 +22,7 @@ from services.dashboard.db import training_jobs
 from services.dashboard.errors import Conflict, Invalid, NotFound
 from services.dashboard.resources import Resources
 from services.dashboard.tenancy import ID_PATTERN, acting_client, client_filter
+from services.evaluator.datasets import annotations_key
 from services.trainer.announce import announce
 from services.trainer.jobs import ARCHITECTURES, dataset_name, parse_model_uri
 from vidpipe.topics import DATASET_NAME, DATASETS_BUCKET, dataset_owner
@@ -50,7 +51,10 @@ class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
 
     client_id: str | None = Field(default=None, pattern=ID_PATTERN, description="superadmin only")
-    dataset: str = Field(pattern=DATASET_PATTERN, description="COCO json key in s3://datasets")
+    dataset: str = Field(
+        pattern=DATASET_PATTERN,
+        description="dataset in s3://datasets: shared NAME or your CLIENT/NAME",
+    )
     eval_dataset: str | None = Field(default=None, pattern=DATASET_PATTERN)
     base_model: str | None = Field(
         default=None, max_length=300, description="models:/NAME@ALIAS or models:/NAME/VERSION"
@@ -103,7 +107,7 @@ def _check_dataset(resources: Resources, client_id: str, name: str | None, field
             f"{field} must be a shared dataset or under your client's prefix '{client_id}/'",
             field=field,
         )
-    if not resources.objects.exists(DATASETS_BUCKET, f"{name}/annotations.json"):
+    if not resources.objects.exists(DATASETS_BUCKET, annotations_key(name)):
         raise Invalid(
             f"dataset {name!r} not found in s3://{DATASETS_BUCKET}; make one with "
             "`vidpipe datasets build` or `vidpipe datasets import`",
