@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +28,6 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "var" / "assets"
-
-
-class InMemoryStore:
-    """The dataset store interface over a dict (no S3 needed for a benchmark)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
-
-    def get(self, bucket: str, key: str) -> bytes:
-        from vidpipe.objectstore import ObjectNotFound
-
-        try:
-            return self.objects[(bucket, key)]
-        except KeyError:
-            raise ObjectNotFound(f"{bucket}/{key}") from None
-
-    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        self.objects[(bucket, key)] = data
-
-    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
-        return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
-
-    def ensure_bucket(self, bucket: str) -> None:
-        return None
 
 
 def bench_architecture(
@@ -100,13 +75,18 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from infra.local.media import fetch_vtest
-    from services.evaluator.datasets import VTEST_PERSONS, ensure_vtest_persons, load_dataset
+    from services.evaluator.datasets import (
+        VTEST_PERSONS,
+        MemoryDatasetStore,
+        ensure_vtest_persons,
+        load_dataset,
+    )
     from services.trainer.data import CocoDetection
     from services.trainer.jobs import ARCHITECTURES
     from services.trainer.service import pick_device
 
     device = pick_device(args.device)
-    store = InMemoryStore()
+    store = MemoryDatasetStore()
     ensure_vtest_persons(store, fetch_vtest(ASSETS))
     data = CocoDetection(load_dataset(store, VTEST_PERSONS))
     results = {

@@ -77,6 +77,30 @@ class DatasetStore(Protocol):
     def ensure_bucket(self, bucket: str) -> None: ...
 
 
+class MemoryDatasetStore:
+    """:class:`DatasetStore` over a dict ``{(bucket, key): bytes}``, for work that needs no
+    S3 server (the training benchmark, unit tests)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def get(self, bucket: str, key: str) -> bytes:
+        """Raises :class:`vidpipe.objectstore.ObjectNotFound` for a missing key."""
+        try:
+            return self.objects[(bucket, key)]
+        except KeyError:
+            raise ObjectNotFound(f"s3://{bucket}/{key}") from None
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        self.objects[(bucket, key)] = data
+
+    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
+
+    def ensure_bucket(self, bucket: str) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A parsed COCO dataset and access to its image bytes.

@@ -9,7 +9,7 @@ mAP@[.5:.95] averages that over the ten IoU thresholds .5, .55, .., .95.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from services.evaluator.datasets import (
     VTEST_PERSONS_ANNOTATIONS,
     DatasetNotFound,
     InvalidDataset,
+    MemoryDatasetStore,
     check_coco,
     ensure_vtest_persons,
     list_datasets,
@@ -36,7 +37,6 @@ from services.evaluator.datasets import (
     upload_dataset,
 )
 from vidpipe.events import Detection
-from vidpipe.objectstore import ObjectNotFound
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import DATASETS_BUCKET
 
@@ -48,28 +48,16 @@ def exactly(expected: Any) -> Any:
     return pytest.approx(expected, abs=1e-12)
 
 
-class MemoryStore:
-    """Synchronous in-memory object store with the calls datasets use."""
+class MemoryStore(MemoryDatasetStore):
+    """The in-memory dataset store, counting puts (re-uploads show up)."""
 
     def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
+        super().__init__()
         self.puts = 0
 
-    def get(self, bucket: str, key: str) -> bytes:
-        try:
-            return self.objects[(bucket, key)]
-        except KeyError:
-            raise ObjectNotFound(f"s3://{bucket}/{key}") from None
-
     def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        self.objects[(bucket, key)] = data
+        super().put(bucket, key, data, content_type)
         self.puts += 1
-
-    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
-        return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
-
-    def ensure_bucket(self, bucket: str) -> None:
-        pass
 
 
 Box = tuple[int, list[float]]

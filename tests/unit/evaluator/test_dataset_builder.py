@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +15,19 @@ from services.evaluator.dataset_builder import (
     import_folder,
     xyxy_to_xywh,
 )
-from services.evaluator.datasets import InvalidDataset, list_datasets, load_dataset
+from services.evaluator.datasets import (
+    InvalidDataset,
+    MemoryDatasetStore,
+    list_datasets,
+    load_dataset,
+)
 from services.evaluator.datasets_cli import datasets_app
-from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET
 
 T0 = 1_700_000_000_000_000_000  # ns since epoch
 
 
-class MemoryStore:
-    """The blocking DatasetStore protocol over a dict (cf. tests/unit/fakes.py FakeStore)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
-
-    def get(self, bucket: str, key: str) -> bytes:
-        try:
-            return self.objects[(bucket, key)]
-        except KeyError:
-            raise ObjectNotFound(f"s3://{bucket}/{key}") from None
-
-    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        self.objects[(bucket, key)] = data
-
-    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
-        return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
-
-    def ensure_bucket(self, bucket: str) -> None:
-        pass
-
-
-def _frame(store: MemoryStore, seq: int, dets: list[dict[str, Any]], ts: int = T0) -> None:
+def _frame(store: MemoryDatasetStore, seq: int, dets: list[dict[str, Any]], ts: int = T0) -> None:
     doc = {
         "frame_id": f"c1/cam/{seq}",
         "client_id": "c1",
@@ -68,8 +49,8 @@ def _det(label: str, score: float, box: list[float] | None = None) -> dict[str, 
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    s = MemoryStore()
+def store() -> MemoryDatasetStore:
+    s = MemoryDatasetStore()
     _frame(s, 0, [_det("person", 0.9), _det("car", 0.5, [0, 0, 10, 10]), _det("person", 0.2)])
     _frame(s, 1, [_det("person", 0.1)], ts=T0 + 10)  # negative at min_score 0.4
     _frame(s, 2, [_det("bicycle", 0.7)], ts=T0 + 20)
@@ -83,7 +64,7 @@ def test_xyxy_to_xywh_converts_and_clips() -> None:
     assert xyxy_to_xywh([150, 10, 160, 30], 100, 80) is None
 
 
-def test_build_filters_scores_keeps_negatives(store: MemoryStore) -> None:
+def test_build_filters_scores_keeps_negatives(store: MemoryDatasetStore) -> None:
     summary = build_from_camera(store, "c1", "cam", "c1/ds", None, min_score=0.4)
     assert (summary.images, summary.negatives) == (3, 1)
     assert summary.boxes_by_label == {"bicycle": 1, "car": 1, "person": 1}
@@ -103,21 +84,21 @@ def test_build_filters_scores_keeps_negatives(store: MemoryStore) -> None:
     assert ds.coco["info"]["source"] == {"client_id": "c1", "camera_id": "cam"}
 
 
-def test_build_label_since_and_max_frames(store: MemoryStore) -> None:
+def test_build_label_since_and_max_frames(store: MemoryDatasetStore) -> None:
     summary = build_from_camera(store, "c1", "cam", "c1/ds", T0 + 10, 0.4, labels={"bicycle"})
     assert (summary.images, summary.negatives, summary.boxes_by_label) == (2, 1, {"bicycle": 1})
     capped = build_from_camera(store, "c1", "cam", "c1/ds2", None, 0.0, max_frames=1)
     assert capped.images == 1 and capped.boxes_by_label == {"car": 1, "person": 2}
 
 
-def test_build_empty_window_names_camera(store: MemoryStore) -> None:
+def test_build_empty_window_names_camera(store: MemoryDatasetStore) -> None:
     with pytest.raises(InvalidDataset, match=r"'cam'.*capture_ts_ns >= "):
         build_from_camera(store, "c1", "cam", "c1/ds", T0 + 1000, 0.4)
     with pytest.raises(InvalidDataset, match="'other'"):
         build_from_camera(store, "c1", "other", "c1/ds", None, 0.4)
 
 
-def test_build_refuses_existing_unless_overwrite(store: MemoryStore) -> None:
+def test_build_refuses_existing_unless_overwrite(store: MemoryDatasetStore) -> None:
     build_from_camera(store, "c1", "cam", "c1/ds", None, 0.4)
     with pytest.raises(DatasetExists, match="overwrite"):
         build_from_camera(store, "c1", "cam", "c1/ds", None, 0.4)
@@ -125,7 +106,7 @@ def test_build_refuses_existing_unless_overwrite(store: MemoryStore) -> None:
     assert again.boxes == 0 and again.negatives == 3
 
 
-def test_build_missing_frame_jpeg(store: MemoryStore) -> None:
+def test_build_missing_frame_jpeg(store: MemoryDatasetStore) -> None:
     del store.objects[(FRAMES_BUCKET, "c1/cam/1.jpg")]
     with pytest.raises(InvalidDataset, match=r"c1/cam/1\.jpg"):
         build_from_camera(store, "c1", "cam", "c1/ds", None, 0.4)
@@ -150,7 +131,7 @@ def _coco_folder(tmp_path: Path) -> Path:
 
 
 def test_import_folder(tmp_path: Path) -> None:
-    store = MemoryStore()
+    store = MemoryDatasetStore()
     summary = import_folder(store, _coco_folder(tmp_path), "imported")
     assert (summary.images, summary.negatives, summary.boxes_by_label) == (2, 1, {"dog": 1})
     ds = load_dataset(store, "imported")
@@ -160,18 +141,20 @@ def test_import_folder(tmp_path: Path) -> None:
 def test_import_folder_missing_image(tmp_path: Path) -> None:
     (_coco_folder(tmp_path) / "images" / "b.jpg").unlink()
     with pytest.raises(InvalidDataset, match=r"b\.jpg"):
-        import_folder(MemoryStore(), tmp_path, "imported")
+        import_folder(MemoryDatasetStore(), tmp_path, "imported")
 
 
 def test_import_folder_bad_coco(tmp_path: Path) -> None:
     (tmp_path / "annotations.json").write_text(json.dumps({"images": []}))
     with pytest.raises(InvalidDataset, match="annotations"):
-        import_folder(MemoryStore(), tmp_path, "imported")
+        import_folder(MemoryDatasetStore(), tmp_path, "imported")
     with pytest.raises(FileNotFoundError):
-        import_folder(MemoryStore(), tmp_path / "nope", "imported")
+        import_folder(MemoryDatasetStore(), tmp_path / "nope", "imported")
 
 
-def test_cli_build_prints_summary(store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_build_prints_summary(
+    store: MemoryDatasetStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("services.evaluator.datasets_cli._store", lambda: store)
     args = ["build", "--from-camera", "cam", "--client", "c1", "--name", "ds"]
     result = CliRunner().invoke(datasets_app, [*args, "--labels", "person,car"])
@@ -185,7 +168,7 @@ def test_cli_build_prints_summary(store: MemoryStore, monkeypatch: pytest.Monkey
 
 
 def test_cli_import_shared_or_for_a_client(tmp_path: Path) -> None:
-    store = MemoryStore()
+    store = MemoryDatasetStore()
     folder = _coco_folder(tmp_path)
     runner = CliRunner()
     with pytest.MonkeyPatch.context() as patch:
@@ -199,7 +182,7 @@ def test_cli_import_shared_or_for_a_client(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["ds", "c2/ds", "c1/Bad Name"])
-def test_build_refuses_a_name_the_client_does_not_own(store: MemoryStore, name: str) -> None:
+def test_build_refuses_a_name_the_client_does_not_own(store: MemoryDatasetStore, name: str) -> None:
     """A client's footage must not become a shared set or another client's dataset."""
     with pytest.raises(InvalidDataset, match=r"c1/<name>|invalid"):
         build_from_camera(store, "c1", "cam", name, None, 0.4)

@@ -1,18 +1,15 @@
 """Synthetic COCO scenes with exact boxes: black PNGs with one red and one blue filled
-rectangle each (lossless PNG, so the pixels are exactly the boxes), plus an in-memory store.
+rectangle each (lossless PNG, so the pixels are exactly the boxes).
 
 Category ids are deliberately not 1..K (``7`` red, ``3`` blue) so id mapping bugs show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import cv2
 import numpy as np
-
-from vidpipe.objectstore import ObjectNotFound
 
 RED, BLUE = 7, 3
 CATEGORIES = [{"id": RED, "name": "red-box"}, {"id": BLUE, "name": "blue-box"}]
@@ -54,25 +51,3 @@ def synthetic_scenes(
         images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
     coco = {"images": images, "annotations": annotations, "categories": list(CATEGORIES)}
     return coco, files
-
-
-class MemoryStore:
-    """:class:`services.evaluator.datasets.DatasetStore` in a dict."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
-
-    def get(self, bucket: str, key: str) -> bytes:
-        try:
-            return self.objects[(bucket, key)]
-        except KeyError:
-            raise ObjectNotFound(f"{bucket}/{key}") from None
-
-    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        self.objects[(bucket, key)] = data
-
-    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
-        return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
-
-    def ensure_bucket(self, bucket: str) -> None:
-        return None

@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from services.evaluator.datasets import load_dataset, upload_dataset
+from services.evaluator.datasets import MemoryDatasetStore, load_dataset, upload_dataset
 from services.trainer.data import CocoDetection, make_loader
 from services.trainer.engine import evaluate, train_one_epoch
 from services.trainer.wrapper import BACKGROUND, ContractDetector, build_model, warm_start
-from tests.unit.trainer.synthetic import BLUE, RED, MemoryStore, synthetic_scenes
+from tests.unit.trainer.synthetic import BLUE, RED, synthetic_scenes
 
 ARCHITECTURES = ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"]
 
 
 @pytest.fixture()
 def data() -> CocoDetection:
-    store = MemoryStore()
+    store = MemoryDatasetStore()
     coco, files = synthetic_scenes(count=3, size=96)
     upload_dataset(store, "scenes", coco, files)
     return CocoDetection(load_dataset(store, "scenes"))
