@@ -15,35 +15,18 @@ from pydantic import BaseModel, ConfigDict
 from services.dashboard.auth import Principal
 from services.dashboard.db import accuracy_reports, model_promotions, performance_reports
 from services.dashboard.tenancy import client_filter
+from vidpipe.reports import ReportRow
 
 HOPS = ("decoded", "detected", "rendered")
 QUANTILES = ("p50", "p95", "p99")
 
 
-class PerformanceReport(BaseModel):
-    """One (client, camera, model version, UTC hour). Latencies: ms from capture to the hop."""
+class PerformanceReport(ReportRow):
+    """A ``performance_reports`` row as stored (:class:`vidpipe.reports.ReportRow` plus when
+    the evaluator wrote it)."""
 
-    model_config = ConfigDict(protected_namespaces=())
+    model_config = ConfigDict(extra="ignore")
 
-    client_id: str
-    camera_id: str
-    model_name: str
-    model_version: str
-    hour: datetime
-    frames: int
-    dropped: int
-    effective_fps: float | None
-    decoded_p50_ms: float | None
-    decoded_p95_ms: float | None
-    decoded_p99_ms: float | None
-    detected_p50_ms: float | None
-    detected_p95_ms: float | None
-    detected_p99_ms: float | None
-    rendered_p50_ms: float | None
-    rendered_p95_ms: float | None
-    rendered_p99_ms: float | None
-    mean_score: float | None
-    detections_by_label: dict[str, int]
     generated_at: datetime
 
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -40,6 +39,7 @@ from pyspark.sql import functions as F
 from services.evaluator.report_sink import replace_window
 from services.evaluator.report_sources import ReportWindow, read_metrics, resolve_window
 from services.evaluator.settings import EvaluatorSettings
+from vidpipe.reports import ReportRow
 
 log = logging.getLogger(__name__)
 
@@ -47,32 +47,6 @@ KEY = ("client_id", "camera_id", "model_name", "model_version", "hour_s")
 HOPS = {"decoded": "decoded_ts_ns", "detected": "detected_ts_ns", "rendered": "rendered_ts_ns"}
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
-
-
-class ReportRow(BaseModel):
-    """One ``performance_reports`` row; latencies in ms, ``hour`` a UTC hour start."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    client_id: str
-    camera_id: str
-    model_name: str
-    model_version: str
-    hour: datetime
-    frames: int
-    dropped: int
-    effective_fps: float | None
-    decoded_p50_ms: float | None
-    decoded_p95_ms: float | None
-    decoded_p99_ms: float | None
-    detected_p50_ms: float | None
-    detected_p95_ms: float | None
-    detected_p99_ms: float | None
-    rendered_p50_ms: float | None
-    rendered_p95_ms: float | None
-    rendered_p99_ms: float | None
-    mean_score: float | None
-    detections_by_label: dict[str, int]
 
 
 @dataclass(frozen=True)
