@@ -61,13 +61,13 @@ def bench_decode(video: Path, count: int) -> float:
 
 def bench_model(frames: list[np.ndarray], batch: int, tracking_uri: str) -> dict[str, Any]:
     """Images/s of the registered model alone on pre-decoded uint8 RGB tensors."""
-    from services.detector.inference import detect_batch
-    from services.detector.model_cache import ModelCache
-    from vidpipe.configstore import ClientConfig
+    from vidpipe.modelref import parse_model_ref
+    from vidpipe_ml.cache import ModelCache
+    from vidpipe_ml.inference import detect_batch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cache = ModelCache(tracking_uri, device)
-    model = cache.get(cache.resolve(ClientConfig(client_id="bench", model_name="coco-centernet")))
+    model = cache.get(cache.resolve(parse_model_ref("coco-centernet@production")))
     tensors = [
         torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1) for f in frames
     ]
@@ -107,8 +107,8 @@ def bench_render(frames: list[np.ndarray]) -> float:
 
 
 def bench_pipeline(video: Path, count: int) -> dict[str, Any]:
-    from services.demo.runner import PipelineRun, run_pipeline
     from vidpipe.settings import ServiceSettings
+    from vidpipe_cli.demo.runner import PipelineRun, run_pipeline
 
     clip = ASSETS / f"bench-{count}.avi"
     if not clip.exists():
@@ -142,8 +142,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from infra.local.media import fetch_vtest
-    from services.demo.runner import DETECTOR_CPU_ENV
     from vidpipe.settings import ServiceSettings
+    from vidpipe_cli.demo.runner import DETECTOR_CPU_ENV
 
     video = fetch_vtest(ASSETS)
     frames = read_frames(video, min(args.frames, 96))

@@ -35,7 +35,7 @@ def bench_architecture(
 ) -> dict[str, float]:
     from services.trainer.data import make_loader
     from services.trainer.engine import train_one_epoch
-    from services.trainer.wrapper import build_model
+    from vidpipe_ml.torchvision_models import build_model
 
     torch.manual_seed(0)
     model = build_model(architecture, data.num_classes, image_size).to(device)
@@ -75,18 +75,15 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from infra.local.media import fetch_vtest
-    from services.evaluator.datasets import (
-        VTEST_PERSONS,
-        MemoryDatasetStore,
-        ensure_vtest_persons,
-        load_dataset,
-    )
     from services.trainer.data import CocoDetection
-    from services.trainer.jobs import ARCHITECTURES
     from services.trainer.service import pick_device
+    from vidpipe.datasets import VTEST_PERSONS, ensure_vtest_persons, load_dataset
+    from vidpipe.jobs import ARCHITECTURES
+    from vidpipe.objectstore import ObjectStore
+    from vidpipe.settings import ServiceSettings
 
     device = pick_device(args.device)
-    store = MemoryDatasetStore()
+    store = ObjectStore(ServiceSettings().s3)
     ensure_vtest_persons(store, fetch_vtest(ASSETS))
     data = CocoDetection(load_dataset(store, VTEST_PERSONS))
     results = {

@@ -15,14 +15,18 @@ WORKDIR /app
 
 # Dependencies first so code edits do not reinstall them.
 COPY pyproject.toml ./
-RUN mkdir -p vidpipe services infra \
-    && touch vidpipe/__init__.py services/__init__.py infra/__init__.py \
+RUN mkdir -p vidpipe vidpipe_ml vidpipe_cli services infra \
+    && touch vidpipe/__init__.py vidpipe_ml/__init__.py vidpipe_cli/__init__.py \
+        services/__init__.py infra/__init__.py \
     && pip install -e ".${EXTRAS:+[${EXTRAS}]}" \
-    && rm -rf vidpipe services infra
+    && rm -rf vidpipe vidpipe_ml vidpipe_cli services infra
 
 COPY vidpipe ./vidpipe
+COPY vidpipe_ml ./vidpipe_ml
+COPY vidpipe_cli ./vidpipe_cli
 COPY services ./services
 COPY infra ./infra
+COPY datasets ./datasets
 RUN pip install --no-deps -e ".${EXTRAS:+[${EXTRAS}]}"
 
 USER vidpipe

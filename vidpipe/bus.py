@@ -16,19 +16,62 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import Counter
 
-from vidpipe.events import DeadLetter, encode_event
+from vidpipe.events import DeadLetter, TrainingJobQueued, encode_event
 from vidpipe.settings import KafkaSettings
-from vidpipe.topics import dead_letter_topic
+from vidpipe.topics import TOPICS, TRAINING_JOBS, TopicSpec, dead_letter_topic
 
 log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
 
 DEAD_LETTERS = Counter(
     "vidpipe_dead_letters_total",
     "Messages sent to a dead-letter topic",
     ["service", "source_topic", "error_type"],
 )
+
+
+class TopicError(RuntimeError):
+    """The broker refused to create a topic."""
+
+
+async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec] = TOPICS) -> list[str]:
+    """Create each topic of ``specs`` that does not exist yet; returns the names created.
+
+    A topic that exists with another partition count is logged, not changed (the local
+    broker cannot grow partitions).
+
+    Raises:
+        TopicError: the broker refused a topic for another reason than "exists".
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000
+    )
+    await admin.start()
+    created: list[str] = []
+    try:
+        response = await admin.create_topics(
+            [NewTopic(spec.name, spec.partitions, replication_factor=1) for spec in specs]
+        )
+        for name, code, message in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            elif code != _TOPIC_ALREADY_EXISTS:
+                raise TopicError(f"creating topic {name} failed: error {code} {message}")
+        wanted = {spec.name: spec.partitions for spec in specs}
+        for topic in await admin.describe_topics(list(wanted)):
+            found = len(topic["partitions"])
+            if found != wanted[topic["topic"]]:
+                log.warning(
+                    "topic %s has %d partitions, wanted %d",
+                    topic["topic"], found, wanted[topic["topic"]],
+                )  # fmt: skip
+    finally:
+        await admin.close()
+    return created
 
 
 def make_producer(settings: KafkaSettings, linger_ms: int = 5) -> AIOKafkaProducer:
@@ -43,12 +86,17 @@ def make_producer(settings: KafkaSettings, linger_ms: int = 5) -> AIOKafkaProduc
 
 
 def make_consumer(
-    settings: KafkaSettings, group_id: str, *topics: str, max_poll_records: int = 500
+    settings: KafkaSettings,
+    group_id: str,
+    *topics: str,
+    max_poll_records: int = 500,
+    max_poll_interval_ms: int = 600_000,
 ) -> AIOKafkaConsumer:
     """A consumer-group member with manual commits, starting from the earliest offset.
 
     ``earliest`` matters: a new group must see frames produced before it joined, and the
-    local broker's ``end_offsets`` is unreliable.
+    local broker's ``end_offsets`` is unreliable. ``max_poll_interval_ms`` bounds how long
+    one batch may take before the group gives the member's partitions away.
     """
     return AIOKafkaConsumer(
         *topics,
@@ -59,7 +107,7 @@ def make_consumer(
         max_poll_records=max_poll_records,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
-        max_poll_interval_ms=600_000,
+        max_poll_interval_ms=max_poll_interval_ms,
     )
 
 
@@ -112,6 +160,7 @@ class DeadLetterPublisher:
 
 
 BatchHandler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+IdleHandler = Callable[[], Awaitable[None]]
 
 
 async def consume_batches(
@@ -121,18 +170,22 @@ async def consume_batches(
     *,
     max_records: int,
     timeout_ms: int,
+    on_idle: IdleHandler | None = None,
 ) -> None:
     """Poll up to ``max_records`` messages (waiting at most ``timeout_ms``), hand them to
     ``handle`` as one batch across partitions, then commit each partition's next offset.
 
     ``handle`` must only return once the batch's effects are durable; if it raises, nothing
     is committed and the exception propagates (the process restarts and the batch is
-    redelivered). Returns when ``stop`` is set.
+    redelivered). A poll that returns nothing calls ``on_idle`` (when given). Returns when
+    ``stop`` is set.
     """
     while not stop.is_set():
         polled = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         records = [rec for batch in polled.values() for rec in batch]
         if not records:
+            if on_idle is not None and not stop.is_set():
+                await on_idle()
             continue
         await handle(records)
         offsets = {
@@ -141,3 +194,27 @@ async def consume_batches(
             if batch
         }
         await consumer.commit(offsets)
+
+
+async def announce_job(settings: KafkaSettings, job_id: int, timeout_s: float = 5.0) -> bool:
+    """Publish :class:`~vidpipe.events.TrainingJobQueued` (acks=all) once the job's row is
+    committed, so a trainer starts it at once. Best effort: trainers also poll Postgres, so a
+    broker outage only delays the job; returns whether the event was acknowledged."""
+
+    async def send() -> None:
+        producer = make_producer(settings, linger_ms=0)
+        await producer.start()
+        try:
+            event = TrainingJobQueued(job_id=job_id)
+            await producer.send_and_wait(
+                TRAINING_JOBS, encode_event(event), key=str(job_id).encode()
+            )
+        finally:
+            await producer.stop()
+
+    try:
+        await asyncio.wait_for(send(), timeout_s)
+    except Exception as exc:
+        log.warning("training job %d not announced (trainers will poll it): %s", job_id, exc)
+        return False
+    return True

@@ -1,4 +1,4 @@
-"""Clients, cameras and per-client detection config: PostgreSQL is the truth, Redis a cache.
+"""Clients and their detection config: PostgreSQL is the truth, Redis a cache.
 
 Reads go Redis first (``vidpipe:client-config:<client_id>``, JSON, TTL as a safety net),
 then Postgres, then fill the cache. Every write through :class:`ConfigStore` updates
@@ -10,14 +10,14 @@ so a flood of frames from an unregistered client does not hammer Postgres.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
 
-import psycopg
 import redis
-from psycopg.rows import dict_row
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from vidpipe.db import client_configs, clients, create_engine
+from vidpipe.modelref import ModelSelector
 from vidpipe.settings import PostgresSettings, RedisSettings
 
 log = logging.getLogger(__name__)
@@ -50,26 +50,23 @@ class ClientConfig(BaseModel):
         return self
 
     @property
+    def model(self) -> ModelSelector:
+        """The registry reference the config selects."""
+        return ModelSelector(
+            name=self.model_name, alias=self.model_alias, version=self.model_version
+        )
+
+    @property
     def model_uri(self) -> str:
         """MLflow registry URI: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
-        if self.model_alias is not None:
-            return f"models:/{self.model_name}@{self.model_alias}"
-        return f"models:/{self.model_name}/{self.model_version}"
+        return self.model.uri
 
 
-class Camera(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    camera_id: str
-    client_id: str
-    name: str
-    url: str
-    fps: float = Field(gt=0, le=120)
-    enabled: bool = True
+_CONFIG_COLUMNS = [c for c in client_configs.c if c.name != "updated_at"]
 
 
 class ConfigStore:
-    """Postgres + Redis access to clients, cameras and client configs (blocking calls)."""
+    """Postgres + Redis access to clients and client configs (blocking calls)."""
 
     def __init__(
         self,
@@ -78,20 +75,17 @@ class ConfigStore:
         cache_ttl_s: int = 300,
         negative_ttl_s: int = 5,
     ) -> None:
-        self._dsn = postgres.dsn.get_secret_value()
+        self._engine = create_engine(postgres, pool_size=2)
         self._redis = redis.Redis.from_url(redis_settings.url, socket_timeout=5)
         self._ttl = cache_ttl_s
         self._negative_ttl = negative_ttl_s
-        self._conn: psycopg.Connection[dict[str, Any]] | None = None
 
-    def _db(self) -> psycopg.Connection[dict[str, Any]]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._dsn, autocommit=True, row_factory=dict_row)
-        return self._conn
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        self._engine.dispose()
         self._redis.close()
 
     # ---- client configs -------------------------------------------------------------
@@ -101,96 +95,51 @@ class ConfigStore:
         if cached is not None:
             text = cached.decode() if isinstance(cached, bytes) else str(cached)
             return None if text == _MISSING else ClientConfig.model_validate_json(text)
-        row = (
-            self._db()
-            .execute(
-                "SELECT client_id, model_name, model_alias, model_version, score_threshold,"
-                " classes_of_interest, sampling_fps FROM client_configs WHERE client_id = %s",
-                (client_id,),
-            )
-            .fetchone()
-        )
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(*_CONFIG_COLUMNS).where(client_configs.c.client_id == client_id)
+            ).one_or_none()
         if row is None:
             self._redis.set(_CACHE_PREFIX + client_id, _MISSING, ex=self._negative_ttl)
             return None
-        row["classes_of_interest"] = tuple(row["classes_of_interest"] or ())
-        config = ClientConfig.model_validate(row)
+        values = dict(row._mapping)
+        values["classes_of_interest"] = tuple(values["classes_of_interest"] or ())
+        config = ClientConfig.model_validate(values)
         self._redis.set(_CACHE_PREFIX + client_id, config.model_dump_json(), ex=self._ttl)
         return config
 
     def put_client_config(self, config: ClientConfig) -> None:
         """Upsert the config in Postgres, then invalidate the cache entry."""
-        self._db().execute(
-            "INSERT INTO client_configs (client_id, model_name, model_alias, model_version,"
-            " score_threshold, classes_of_interest, sampling_fps, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, now())"
-            " ON CONFLICT (client_id) DO UPDATE SET model_name = EXCLUDED.model_name,"
-            " model_alias = EXCLUDED.model_alias, model_version = EXCLUDED.model_version,"
-            " score_threshold = EXCLUDED.score_threshold,"
-            " classes_of_interest = EXCLUDED.classes_of_interest,"
-            " sampling_fps = EXCLUDED.sampling_fps, updated_at = now()",
-            (
-                config.client_id,
-                config.model_name,
-                config.model_alias,
-                config.model_version,
-                config.score_threshold,
-                list(config.classes_of_interest),
-                config.sampling_fps,
-            ),
-        )
+        values = config.model_dump() | {"classes_of_interest": list(config.classes_of_interest)}
+        insert = pg_insert(client_configs).values(**values, updated_at=sa.func.now())
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[client_configs.c.client_id],
+                    set_={
+                        **{k: insert.excluded[k] for k in values if k != "client_id"},
+                        "updated_at": sa.func.now(),
+                    },
+                )
+            )
         self.invalidate(config.client_id)
 
     def invalidate(self, client_id: str) -> None:
         self._redis.delete(_CACHE_PREFIX + client_id)
         log.info("client config cache invalidated", extra={"client_id": client_id})
 
-    # ---- clients and cameras --------------------------------------------------------
+    # ---- clients --------------------------------------------------------------------
     def put_client(self, client_id: str, name: str) -> None:
-        self._db().execute(
-            "INSERT INTO clients (client_id, name) VALUES (%s, %s)"
-            " ON CONFLICT (client_id) DO UPDATE SET name = EXCLUDED.name",
-            (client_id, name),
-        )
+        """Create the client, or rename it if it exists."""
+        insert = pg_insert(clients).values(client_id=client_id, name=name)
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[clients.c.client_id], set_={"name": insert.excluded.name}
+                )
+            )
 
     def delete_client(self, client_id: str) -> None:
-        self._db().execute("DELETE FROM clients WHERE client_id = %s", (client_id,))
+        with self._engine.begin() as conn:
+            conn.execute(sa.delete(clients).where(clients.c.client_id == client_id))
         self.invalidate(client_id)
-
-    def put_camera(self, camera: Camera) -> None:
-        self._db().execute(
-            "INSERT INTO cameras (camera_id, client_id, name, url, fps, enabled, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, now())"
-            " ON CONFLICT (camera_id) DO UPDATE SET client_id = EXCLUDED.client_id,"
-            " name = EXCLUDED.name, url = EXCLUDED.url, fps = EXCLUDED.fps,"
-            " enabled = EXCLUDED.enabled, updated_at = now()",
-            (
-                camera.camera_id,
-                camera.client_id,
-                camera.name,
-                camera.url,
-                camera.fps,
-                camera.enabled,
-            ),
-        )
-
-    def get_camera(self, camera_id: str) -> Camera | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT camera_id, client_id, name, url, fps, enabled FROM cameras"
-                " WHERE camera_id = %s",
-                (camera_id,),
-            )
-            .fetchone()
-        )
-        return None if row is None else Camera.model_validate(row)
-
-    def list_cameras(self, client_ids: Sequence[str] | None = None) -> list[Camera]:
-        query = "SELECT camera_id, client_id, name, url, fps, enabled FROM cameras"
-        params: tuple[Any, ...] = ()
-        if client_ids is not None:
-            query += " WHERE client_id = ANY(%s)"
-            params = (list(client_ids),)
-        rows = self._db().execute(query + " ORDER BY camera_id", params).fetchall()
-        return [Camera.model_validate(r) for r in rows]

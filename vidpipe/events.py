@@ -15,8 +15,9 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vidpipe.ids import ID_PATTERN
+
 Id = str
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class _Frozen(BaseModel):
@@ -40,8 +41,8 @@ class ModelRef(_Frozen):
 class FrameRef(_Frozen):
     """Identity of one frame: the idempotence key of every effect derived from it."""
 
-    client_id: Id = Field(pattern=_ID_PATTERN)
-    camera_id: Id = Field(pattern=_ID_PATTERN)
+    client_id: Id = Field(pattern=ID_PATTERN)
+    camera_id: Id = Field(pattern=ID_PATTERN)
     frame_seq: int = Field(ge=0, description="index of the frame in its camera's stream")
 
     @property
@@ -115,6 +116,17 @@ class FrameMetrics(FrameRef):
     mean_score: float | None = None
     dropped: bool = False
     drop_reason: str | None = None
+
+
+class TrainingJobQueued(_Frozen):
+    """Topic ``training.jobs.v1``, key = job id: "job ``job_id`` is waiting in Postgres".
+
+    Only a wake-up call: trainers also poll Postgres, so a lost event delays a job by at
+    most one poll.
+    """
+
+    schema_version: Literal[1] = 1
+    job_id: int = Field(gt=0)
 
 
 class DeadLetter(_Frozen):

@@ -1,10 +1,10 @@
 """Per-frame metrics documents in MongoDB collection ``frame_metrics``.
 
-One document per frame, ``_id`` = frame_id (``client/camera/seq``); each stage's
-:class:`~vidpipe.events.FrameMetrics` is merged into it with ``$set`` (upsert), so replays
-overwrite and stages can arrive in any order. Writes are batched through ``bulk_write``.
-Only operations that real MongoDB performs identically are used (the local stand-in is a
-partial wire-protocol server).
+One document per frame, ``_id`` = frame_id (``client/camera/seq``); writers merge fields
+into it with ``$set`` (upsert), so replays overwrite and stages can arrive in any order
+(what each stage contributes is the metrics sink's rule). Writes are batched through
+``bulk_write``. Only operations that real MongoDB performs identically are used (the local
+stand-in is a partial wire-protocol server).
 """
 
 from __future__ import annotations
@@ -14,23 +14,9 @@ from typing import Any
 
 from pymongo import ASCENDING, MongoClient, UpdateOne
 
-from vidpipe.events import FrameMetrics
 from vidpipe.settings import MongoSettings
 
 COLLECTION = "frame_metrics"
-
-
-def metrics_document(metrics: FrameMetrics) -> dict[str, Any]:
-    """Fields a stage knows (``None`` omitted), flattened for querying."""
-    doc = metrics.model_dump(exclude_none=True, exclude={"schema_version", "stage", "model"})
-    if metrics.model is not None:
-        doc["model_name"] = metrics.model.name
-        doc["model_version"] = metrics.model.version
-    if metrics.stage == "renderer":
-        # The detector owns detection facts; a render must not blank them out.
-        doc.pop("detections_by_label", None)
-        doc.pop("dropped", None)
-    return doc
 
 
 class MetricsStore:
@@ -47,13 +33,12 @@ class MetricsStore:
             [("client_id", ASCENDING), ("camera_id", ASCENDING), ("capture_ts_ns", ASCENDING)]
         )
 
-    def upsert_many(self, batch: Sequence[FrameMetrics]) -> None:
-        if not batch:
+    def merge_many(self, fields_by_id: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """``$set`` each ``(frame_id, fields)`` into its document (created if absent), in
+        order, as one bulk write."""
+        if not fields_by_id:
             return
-        ops = [
-            UpdateOne({"_id": m.frame_id}, {"$set": metrics_document(m)}, upsert=True)
-            for m in batch
-        ]
+        ops = [UpdateOne({"_id": i}, {"$set": fields}, upsert=True) for i, fields in fields_by_id]
         self._collection.bulk_write(ops, ordered=True)
 
     def find(self, query: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ The defaults are the loopback ports that ``vidpipe up`` starts.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,3 +61,13 @@ class ServiceSettings(BaseSettings):
     mongo: MongoSettings = MongoSettings()
     mlflow: MlflowSettings = MlflowSettings()
     log_level: str = "INFO"
+
+
+class ConsumerSettings(ServiceSettings):
+    """A Kafka consumer service: its consumer group, batch size and poll wait, and where it
+    exposes Prometheus metrics (None: nowhere)."""
+
+    group_id: str
+    max_records: int = Field(default=500, ge=1, description="largest batch per poll")
+    poll_timeout_ms: int = Field(default=500, ge=1, description="longest wait to fill a batch")
+    metrics_port: int | None = Field(default=None, description="Prometheus /metrics port")

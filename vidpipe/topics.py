@@ -6,7 +6,6 @@ in-place edit. Every consumed topic has a dead-letter twin ``<topic>.dlq``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 FRAMES_DECODED = "frames.decoded.v1"
@@ -45,39 +44,6 @@ DATASETS_BUCKET = "datasets"
 MLFLOW_BUCKET = "mlflow"
 #: Durable storage of the local Kafka-API broker (Tansu) lives in the S3 server too.
 BROKER_BUCKET = "tansu"
-
-#: Dataset names in :data:`DATASETS_BUCKET` (the dataset lives under ``<name>/``):
-#: ``name`` is a shared reference set any client may train and evaluate on (e.g.
-#: ``vtest-persons``); ``client/name`` belongs to that client (e.g. built from its cameras).
-DATASET_NAME = re.compile(
-    r"^(?:(?P<client>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})/)?[a-z0-9][a-z0-9._-]{0,127}$"
-)
-DATASET_NAME_RULE = (
-    "'name' (shared) or 'client/name' (one client's): name is 1-128 lowercase letters, "
-    "digits, '.', '_', '-'"
-)
-
-
-def dataset_owner(name: str) -> str | None:
-    """The client owning dataset ``name`` (``None``: a shared set).
-
-    Raises:
-        ValueError: ``name`` breaks :data:`DATASET_NAME_RULE`.
-    """
-    match = DATASET_NAME.fullmatch(name)
-    if match is None:
-        raise ValueError(f"dataset name {name!r} is invalid: {DATASET_NAME_RULE}")
-    return match["client"]
-
-
-def dataset_usable_by(name: str, client_id: str) -> bool:
-    """Whether ``client_id`` may train or evaluate on dataset ``name`` (shared or its own).
-
-    Raises:
-        ValueError: ``name`` breaks :data:`DATASET_NAME_RULE`.
-    """
-    return dataset_owner(name) in (None, client_id)
-
 
 BUCKETS: tuple[str, ...] = (
     FRAMES_BUCKET,

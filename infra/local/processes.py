@@ -1,4 +1,5 @@
-"""Detached service processes owned by the local stack: spawn, PID files, liveness, stop.
+"""Processes of the local stack: detached infrastructure (spawn, PID files, liveness, stop)
+and vidpipe service processes run by the demo and the tests (:func:`start_service`).
 
 Layout under the state directory (default ``<repo>/var``):
 ``run/<name>.pid`` (one decimal PID), ``log/<name>.log`` (stdout and stderr, appended),
@@ -15,11 +16,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services import SERVICES
 
 logger = logging.getLogger(__name__)
 
@@ -254,3 +258,65 @@ def tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class ServiceProcess:
+    """A vidpipe service running as a child process (see :func:`start_service`)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, wait up to ``timeout_s`` for a clean exit, then SIGKILL. Returns the
+        exit code."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s ignored SIGTERM for %.0f s; killing it", self.name, timeout_s)
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as in a crash."""
+        self.popen.kill()
+        self.popen.wait()
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit code once the process has exited, or ``None`` after ``timeout_s``."""
+        try:
+            return self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def start_service(
+    name: str, log_dir: Path, env: Mapping[str, str] | None = None, tag: str = ""
+) -> ServiceProcess:
+    """Start service ``name`` (a key of :data:`services.SERVICES`) as
+    ``python -m services.<module>`` with extra ``VIDPIPE_*`` environment, in its own
+    session, logging to ``<log_dir>/<name><tag>.log``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}{tag}.log"
+    with log_path.open("ab") as log_file:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", SERVICES[name]],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    logger.info("started %s (pid %d, log %s)", name, popen.pid, log_path)
+    return ServiceProcess(name, popen, log_path)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import boto3
 import psycopg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from alembic import command
+from alembic.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -20,15 +21,15 @@ from sqlalchemy.engine import URL
 
 from infra.local.health import maintenance_conninfo
 from infra.local.processes import StackError
+from vidpipe.bus import ensure_topics
 from vidpipe.settings import ServiceSettings
-from vidpipe.topics import BUCKETS, TOPICS
+from vidpipe.topics import BUCKETS
 
 logger = logging.getLogger(__name__)
 
 #: The MLflow server's backend store lives in its own database next to vidpipe's.
 MLFLOW_DATABASE = "mlflow"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
-_TOPIC_ALREADY_EXISTS = 36
 
 
 def sqlalchemy_url(dsn: str, database: str | None = None) -> URL:
@@ -66,8 +67,6 @@ def create_databases(settings: ServiceSettings) -> None:
 def upgrade_database(dsn: str) -> None:
     """Run the alembic migrations in ``infra/migrations`` up to ``head`` on ``dsn``."""
     # Imported here: importing alembic logs a line per plugin, noise for `down`/`status`.
-    from alembic import command
-    from alembic.config import Config
 
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise StackError(f"migrations not found at {MIGRATIONS_DIR} (install vidpipe editable)")
@@ -106,39 +105,11 @@ def create_buckets(settings: ServiceSettings) -> None:
         raise StackError(f"creating buckets at {settings.s3.endpoint_url} failed: {exc}") from exc
 
 
-async def _create_topics(bootstrap_servers: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        response = await admin.create_topics(
-            [NewTopic(spec.name, spec.partitions, replication_factor=1) for spec in TOPICS]
-        )
-        for name, code, message in response.topic_errors:
-            if code == 0:
-                logger.info("kafka: created topic %s", name)
-            elif code != _TOPIC_ALREADY_EXISTS:
-                raise StackError(f"creating topic {name} failed: error {code} {message}")
-        wanted = {spec.name: spec.partitions for spec in TOPICS}
-        for topic in await admin.describe_topics(list(wanted)):
-            found = len(topic["partitions"])
-            if found != wanted[topic["topic"]]:
-                # Growing partitions is not supported by the local broker: say so, go on.
-                logger.warning(
-                    "kafka: topic %s has %d partitions, wanted %d",
-                    topic["topic"],
-                    found,
-                    wanted[topic["topic"]],
-                )
-    finally:
-        await admin.close()
-
-
 def create_topics(settings: ServiceSettings) -> None:
     """Create every topic in ``vidpipe.topics.TOPICS`` with its partition count."""
     try:
-        asyncio.run(_create_topics(settings.kafka.bootstrap_servers))
-    except StackError:
-        raise
+        for name in asyncio.run(ensure_topics(settings.kafka)):
+            logger.info("kafka: created topic %s", name)
     except Exception as exc:  # aiokafka raises several unrelated types here
         raise StackError(f"creating topics failed: {type(exc).__name__}: {exc}") from exc
 

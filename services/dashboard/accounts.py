@@ -15,9 +15,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.dashboard import auth
 from services.dashboard.auth import Principal, Role
-from services.dashboard.db import api_keys, users
 from services.dashboard.errors import Conflict, Forbidden, Invalid, NotFound
-from services.dashboard.tenancy import ID_PATTERN, acting_client, client_filter
+from services.dashboard.tenancy import acting_client, client_filter
+from vidpipe.db import api_keys, users
+from vidpipe.ids import ID_PATTERN
 
 #: who acts when the CLI creates a user: someone at the server with the database's keys
 _OPERATOR_CLI = Principal(name="cli", role=Role.superadmin, client_id=None)

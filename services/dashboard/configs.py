@@ -11,14 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.dashboard.catalog import MODEL_NAME_PATTERN, ModelVersionInfo
 from services.dashboard.errors import Invalid, NotFound
 from services.dashboard.resources import Resources
 from vidpipe.configstore import ClientConfig
+from vidpipe.modelref import ALIAS_PATTERN, MODEL_NAME_PATTERN, VERSION_PATTERN, ModelSelector
+from vidpipe_ml.catalog import ModelNotFound, ModelVersionInfo
 
 log = logging.getLogger(__name__)
 
-_ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _EXAMPLE: dict[str, Any] = {
     "model_name": "coco-centernet",
     "model_alias": "production",
@@ -35,8 +35,8 @@ class ConfigIn(BaseModel):
     )
 
     model_name: str = Field(pattern=MODEL_NAME_PATTERN)
-    model_alias: str | None = Field(default=None, pattern=_ALIAS_PATTERN)
-    model_version: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,8}$")
+    model_alias: str | None = Field(default=None, pattern=ALIAS_PATTERN)
+    model_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     score_threshold: float = Field(ge=0.0, le=1.0)
     classes_of_interest: list[str] = Field(default_factory=list, max_length=500)
     sampling_fps: float | None = Field(default=None, gt=0, le=120)
@@ -71,8 +71,7 @@ def _out(config: ClientConfig) -> ConfigOut:
 
 def get_config(resources: Resources, client_id: str) -> ConfigOut:
     """The client's config (caller already scoped). NotFound when it has none yet."""
-    with resources.configs() as store:
-        config = store.get_client_config(client_id)
+    config = resources.configs.get_client_config(client_id)
     if config is None:
         raise NotFound(f"client {client_id!r} has no model config yet")
     return _out(config)
@@ -98,7 +97,13 @@ def check_classes(version: ModelVersionInfo, classes: list[str]) -> None:
 
 def put_config(resources: Resources, client_id: str, body: ConfigIn) -> ConfigOut:
     """Validate against the registry, save, invalidate the cache; returns the saved config."""
-    version = resources.catalog.resolve(body.model_name, body.model_alias, body.model_version)
+    selector = ModelSelector(
+        name=body.model_name, alias=body.model_alias, version=body.model_version
+    )
+    try:
+        version = resources.catalog.resolve(selector)
+    except ModelNotFound as exc:
+        raise Invalid(str(exc), field=f"model_{exc.part}") from exc
     classes = list(dict.fromkeys(c.strip() for c in body.classes_of_interest if c.strip()))
     check_classes(version, classes)
     config = ClientConfig(
@@ -110,8 +115,7 @@ def put_config(resources: Resources, client_id: str, body: ConfigIn) -> ConfigOu
         classes_of_interest=tuple(classes),
         sampling_fps=body.sampling_fps,
     )
-    with resources.configs() as store:
-        store.put_client_config(config)
+    resources.configs.put_client_config(config)
     log.info(
         "client config saved",
         extra={"client_id": client_id, "model_uri": config.model_uri, "version": version.version},

@@ -15,9 +15,9 @@ from fastapi import Depends, Request
 
 from services.dashboard import auth
 from services.dashboard.auth import Principal, Role
-from services.dashboard.db import api_keys, users
 from services.dashboard.errors import Forbidden, NotAuthenticated
 from services.dashboard.resources import Resources
+from vidpipe.db import api_keys, users
 
 
 def get_resources(request: Request) -> Resources:

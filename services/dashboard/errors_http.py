@@ -11,8 +11,18 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.dashboard.errors import Conflict, DashboardError, Invalid, NotAuthenticated
+from services.dashboard.errors import (
+    Conflict,
+    DashboardError,
+    Invalid,
+    NotAuthenticated,
+    NotFound,
+    Unavailable,
+)
 from services.dashboard.pages.render import error_page
+from vidpipe.cameras import CameraExists, CameraNotFound
+from vidpipe.jobs import JobFinished, JobNotFound, JobRejected
+from vidpipe_ml.catalog import ModelNotFound, RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +59,41 @@ async def database_error(request: Request, exc: Exception) -> Response:
     return await dashboard_error(request, _database_error(exc))
 
 
+def _library_error(exc: Exception) -> DashboardError:
+    """The libraries' domain errors as responses (their messages are written for users)."""
+    message = str(exc)
+    if isinstance(exc, CameraExists):
+        return Conflict(message, field="camera_id")
+    if isinstance(exc, CameraNotFound):
+        return NotFound(message, field="camera_id")
+    if isinstance(exc, JobNotFound):
+        return NotFound(message, field="job_id")
+    if isinstance(exc, JobFinished):
+        return Conflict(message)
+    if isinstance(exc, JobRejected):
+        return Invalid(message, field=exc.field)
+    if isinstance(exc, ModelNotFound):
+        return NotFound(message, field="model_name")
+    assert isinstance(exc, RegistryUnavailable)
+    return Unavailable(message)
+
+
+async def library_error(request: Request, exc: Exception) -> Response:
+    return await dashboard_error(request, _library_error(exc))
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DashboardError, dashboard_error)
+    for library in (
+        CameraExists,
+        CameraNotFound,
+        JobNotFound,
+        JobFinished,
+        JobRejected,
+        ModelNotFound,
+        RegistryUnavailable,
+    ):
+        app.add_exception_handler(library, library_error)
     for error in (
         sqlalchemy.exc.IntegrityError,
         sqlalchemy.exc.DataError,

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi.templating import Jinja2Templates
 
-from services.dashboard.catalog import ModelCatalog
-from services.dashboard.db import create_engine
 from services.dashboard.settings import DashboardSettings
 from vidpipe.configstore import ConfigStore
+from vidpipe.db import create_engine
 from vidpipe.objectstore import ObjectStore
+from vidpipe_ml.catalog import ModelCatalog
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -30,8 +27,7 @@ class Resources:
     presigner: ObjectStore
     catalog: ModelCatalog
     templates: Jinja2Templates
-    _configs: ConfigStore
-    _configs_lock: threading.Lock = field(default_factory=threading.Lock)
+    configs: ConfigStore
 
     @classmethod
     def build(cls, settings: DashboardSettings) -> Resources:
@@ -44,20 +40,14 @@ class Resources:
             presigner = ObjectStore(public)
         return cls(
             settings=settings,
-            engine=create_engine(settings.postgres),
+            engine=create_engine(settings.postgres, pool_size=8),
             objects=objects,
             presigner=presigner,
             catalog=ModelCatalog(settings.mlflow.tracking_uri),
             templates=Jinja2Templates(directory=TEMPLATES_DIR),
-            _configs=ConfigStore(settings.postgres, settings.redis),
+            configs=ConfigStore(settings.postgres, settings.redis),
         )
-
-    @contextmanager
-    def configs(self) -> Iterator[ConfigStore]:
-        """The config store (one psycopg connection), one request thread at a time."""
-        with self._configs_lock:
-            yield self._configs
 
     def close(self) -> None:
         self.engine.dispose()
-        self._configs.close()
+        self.configs.close()

@@ -1,9 +1,9 @@
 """Detection results of a camera as stored by the pipeline, with short-lived presigned URLs.
 
-- ``annotations/{client}/{camera}/{seq}.json``: the detector's document per frame; the latest
+- annotations (:func:`vidpipe.keys.annotation`): the detector's document per frame; the latest
   result is the highest ``seq`` (keys are not zero-padded, so all keys are listed).
-- ``renders/{client}/{camera}/{seq}.jpg``: the annotated frame (may lag the annotation).
-- ``renders/{client}/{camera}/clips/{segment:06d}.mp4``: browser-playable clips.
+- renders (:func:`vidpipe.keys.render`): the annotated frame (may lag the annotation).
+- clips (:func:`vidpipe.keys.clip`): browser-playable MP4 segments.
 The caller has already checked that the camera belongs to a client it may see.
 """
 
@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
-from services.dashboard.cameras import CameraOut
 from services.dashboard.errors import Unavailable
 from services.dashboard.resources import Resources
-from vidpipe.events import Detection, ModelRef, ObjectRef
+from vidpipe import keys
+from vidpipe.cameras import Camera
+from vidpipe.events import Detection, FrameRef, ModelRef, ObjectRef
 from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import ANNOTATIONS_BUCKET, RENDERS_BUCKET
 
@@ -50,33 +51,31 @@ class Clip(BaseModel):
     urls_expire_in_s: int
 
 
-def _prefix(camera: CameraOut) -> str:
-    return f"{camera.client_id}/{camera.camera_id}/"
+def _frame(camera: Camera, seq: int) -> FrameRef:
+    return FrameRef(client_id=camera.client_id, camera_id=camera.camera_id, frame_seq=seq)
 
 
-def latest_seq(resources: Resources, camera: CameraOut) -> int | None:
+def latest_seq(resources: Resources, camera: Camera) -> int | None:
     """Highest frame_seq with an annotation document, or None when there is none."""
-    prefix = _prefix(camera)
-    best: int | None = None
+    prefix = keys.camera_prefix(camera.client_id, camera.camera_id)
     try:
-        for key in resources.objects.iter_keys(ANNOTATIONS_BUCKET, prefix):
-            stem = key[len(prefix) :].removesuffix(".json")
-            if stem.isdigit() and (best is None or int(stem) > best):
-                best = int(stem)
+        found = [
+            keys.parse_seq(key, prefix, ".json")
+            for key in resources.objects.iter_keys(ANNOTATIONS_BUCKET, prefix)
+        ]
     except (BotoCoreError, ClientError) as exc:
         raise _unavailable(exc) from exc
-    return best
+    return max((seq for seq in found if seq is not None), default=None)
 
 
-def frame_result(resources: Resources, camera: CameraOut, seq: int) -> FrameResult | None:
+def frame_result(resources: Resources, camera: Camera, seq: int) -> FrameResult | None:
     """The annotation of ``seq`` with presigned URLs; None if it vanished or is unreadable."""
-    prefix, expires = _prefix(camera), resources.settings.presign_expires_s
+    expires = resources.settings.presign_expires_s
+    annotation, render = keys.annotation(_frame(camera, seq)), keys.render(_frame(camera, seq))
     try:
-        doc = json.loads(resources.objects.get(ANNOTATIONS_BUCKET, f"{prefix}{seq}.json"))
+        doc = json.loads(resources.objects.get(annotation.bucket, annotation.key))
         image = ObjectRef.model_validate(doc["image"])
-        rendered = any(
-            True for _ in resources.objects.iter_keys(RENDERS_BUCKET, f"{prefix}{seq}.jpg")
-        )
+        rendered = resources.objects.exists(render.bucket, render.key)
         result = FrameResult(
             frame_seq=seq,
             captured_at=datetime.fromtimestamp(doc["capture_ts_ns"] / 1e9, tz=UTC),
@@ -85,9 +84,7 @@ def frame_result(resources: Resources, camera: CameraOut, seq: int) -> FrameResu
             model=ModelRef.model_validate(doc["model"]),
             detections=[Detection.model_validate(d) for d in doc["detections"]],
             frame_url=resources.presigner.presigned_get_url(image.bucket, image.key, expires),
-            render_url=resources.presigner.presigned_get_url(
-                RENDERS_BUCKET, f"{prefix}{seq}.jpg", expires
-            )
+            render_url=resources.presigner.presigned_get_url(render.bucket, render.key, expires)
             if rendered
             else None,
             urls_expire_in_s=expires,
@@ -104,21 +101,22 @@ def frame_result(resources: Resources, camera: CameraOut, seq: int) -> FrameResu
     return result
 
 
-def latest_result(resources: Resources, camera: CameraOut) -> CameraResult:
+def latest_result(resources: Resources, camera: Camera) -> CameraResult:
     seq = latest_seq(resources, camera)
     result = None if seq is None else frame_result(resources, camera, seq)
     return CameraResult(camera_id=camera.camera_id, result=result)
 
 
-def list_clips(resources: Resources, camera: CameraOut) -> list[Clip]:
-    prefix, expires = _prefix(camera) + "clips/", resources.settings.presign_expires_s
+def list_clips(resources: Resources, camera: Camera) -> list[Clip]:
+    prefix = keys.clips_prefix(camera.client_id, camera.camera_id)
+    expires = resources.settings.presign_expires_s
     clips: list[Clip] = []
     try:
         for key in resources.objects.iter_keys(RENDERS_BUCKET, prefix):
-            stem = key[len(prefix) :].removesuffix(".mp4")
-            if key.endswith(".mp4") and stem.isdigit():
+            segment = keys.parse_seq(key, prefix, ".mp4")
+            if segment is not None:
                 url = resources.presigner.presigned_get_url(RENDERS_BUCKET, key, expires)
-                clips.append(Clip(segment=int(stem), key=key, url=url, urls_expire_in_s=expires))
+                clips.append(Clip(segment=segment, key=key, url=url, urls_expire_in_s=expires))
     except (BotoCoreError, ClientError) as exc:
         raise _unavailable(exc) from exc
     return sorted(clips, key=lambda c: c.segment)

@@ -14,11 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.dashboard.auth import Principal
-from services.dashboard.db import clients
 from services.dashboard.errors import Conflict, Invalid, NotFound
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-ID_RULE = "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
+from vidpipe.db import clients
+from vidpipe.ids import ID_PATTERN, ID_RULE
 
 
 class ClientIn(BaseModel):

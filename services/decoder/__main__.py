@@ -18,12 +18,14 @@ from prometheus_client import Counter
 
 from services.decoder.service import DecoderService
 from services.decoder.settings import DecoderSettings
-from services.decoder.source import Backoff, Frame, mask_url, read_frames
+from services.decoder.source import Backoff, Frame, read_frames
 from vidpipe.bus import make_producer
-from vidpipe.configstore import ConfigStore
+from vidpipe.cameras import CameraNotFound, get_camera
+from vidpipe.db import create_engine
 from vidpipe.logs import configure_logging
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runtime import install_stop_signal, serve_metrics
+from vidpipe.urls import mask_url
 
 log = logging.getLogger("services.decoder")
 
@@ -63,13 +65,16 @@ async def run(settings: DecoderSettings) -> int:
     """Returns the number of frames published."""
     stop = install_stop_signal()
     serve_metrics(settings.metrics_port)
-    configs = ConfigStore(settings.postgres, settings.redis)
-    camera = configs.get_camera(settings.camera_id)
-    configs.close()
-    if camera is None:
+    engine = create_engine(settings.postgres, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            camera = get_camera(conn, settings.camera_id)
+    except CameraNotFound:
         raise SystemExit(
             f"unknown camera {settings.camera_id!r}: add it with `vidpipe cameras add`"
-        )
+        ) from None
+    finally:
+        engine.dispose()
     url = settings.url or camera.url
     fps = settings.fps or camera.fps
     producer = make_producer(settings.kafka)

@@ -1,6 +1,6 @@
 """The decoder's unit of work: one decoded frame -> JPEG in S3 -> ``FrameDecoded`` event.
 
-Object keys are ``{client}/{camera}/{frame_seq}.jpg`` in bucket ``frames``, so a replay of
+Object keys follow :mod:`vidpipe.keys` (derived from the frame's identity), so a replay of
 the same stream overwrites rather than duplicates.
 """
 
@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 from prometheus_client import Counter
 
-from vidpipe.events import FrameDecoded, ObjectRef, encode_event
-from vidpipe.topics import FRAMES_BUCKET, FRAMES_DECODED
+from vidpipe import keys
+from vidpipe.events import FrameDecoded, FrameRef, encode_event
+from vidpipe.topics import FRAMES_DECODED
 
 FRAMES_DECODED_TOTAL = Counter("vidpipe_decoder_frames_total", "Frames stored and published")
 
@@ -60,8 +61,8 @@ class DecoderService:
         The image is durable in S3 before the event that references it is sent.
         """
         data = await asyncio.to_thread(encode_jpeg, image, self._quality)
-        ref = ObjectRef(
-            bucket=FRAMES_BUCKET, key=f"{self._client_id}/{self._camera_id}/{frame_seq}.jpg"
+        ref = keys.frame_image(
+            FrameRef(client_id=self._client_id, camera_id=self._camera_id, frame_seq=frame_seq)
         )
         await self._store.aput(ref.bucket, ref.key, data, "image/jpeg")
         height, width = image.shape[:2]

@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import cv2
 import numpy as np
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
+
+from vidpipe.urls import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +88,6 @@ class _CaptureOptions:
     rtsp_transport: str
     open_timeout_s: float
     read_timeout_s: float
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (``rtsp://user:***@host/path``), for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def read_frames(

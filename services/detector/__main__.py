@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import torch
 
-from services.detector.model_cache import ModelCache
 from services.detector.service import DetectorService
 from services.detector.settings import DetectorSettings
-from vidpipe.bus import DeadLetterPublisher, consume_batches, make_consumer, make_producer
 from vidpipe.configstore import ConfigStore
-from vidpipe.logs import configure_logging
 from vidpipe.objectstore import ObjectStore
-from vidpipe.runtime import install_stop_signal, serve_metrics
+from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
 from vidpipe.topics import FRAMES_DECODED
+from vidpipe_ml.cache import ModelCache
 
 log = logging.getLogger("services.detector")
 
@@ -26,50 +23,46 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-async def run(settings: DetectorSettings) -> None:
-    stop = install_stop_signal()
-    serve_metrics(settings.metrics_port)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    device = pick_device(settings.device)
-    configs = ConfigStore(settings.postgres, settings.redis)
-    producer = make_producer(settings.kafka)
-    consumer = make_consumer(
-        settings.kafka, settings.group_id, FRAMES_DECODED, max_poll_records=settings.batch_size * 4
-    )
-    service = DetectorService(
-        store=ObjectStore(settings.s3, max_connections=settings.fetch_concurrency * 2),
-        configs=configs,
-        models=ModelCache(settings.mlflow.tracking_uri, device, settings.alias_refresh_s),
-        producer=producer,
-        dead_letters=DeadLetterPublisher(producer, "detector"),
-        device=device,
-        batch_size=settings.batch_size,
-        fetch_concurrency=settings.fetch_concurrency,
-        max_frame_age_ms=settings.max_frame_age_ms,
-    )
-    await producer.start()
-    await consumer.start()
-    log.info("detector started", extra={"device": str(device), "group": settings.group_id})
-    try:
-        await consume_batches(
-            consumer,
-            service.handle_batch,
-            stop,
-            max_records=settings.batch_size * 4,
-            timeout_ms=settings.batch_timeout_ms,
+def wiring(settings: DetectorSettings) -> Wiring:
+    async def wire(context: ConsumerContext) -> Wired:
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        device = pick_device(settings.device)
+        configs = ConfigStore(settings.postgres, settings.redis)
+        context.exit_stack.callback(configs.close)
+        service = DetectorService(
+            store=ObjectStore(settings.s3, max_connections=settings.fetch_concurrency * 2),
+            configs=configs,
+            models=ModelCache(
+                settings.mlflow.tracking_uri,
+                device,
+                settings.alias_refresh_s,
+                max_models=settings.max_models,
+            ),
+            producer=context.producer,
+            dead_letters=context.dead_letters,
+            device=device,
+            batch_size=settings.batch_size,
+            fetch_concurrency=settings.fetch_concurrency,
+            max_frame_age_ms=settings.max_frame_age_ms,
         )
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        configs.close()
-        log.info("detector stopped")
+        log.info("detector on %s", device, extra={"device": str(device)})
+        return Wired(service.handle_batch)
+
+    return wire
 
 
 def main(settings: DetectorSettings | None = None) -> None:
     settings = settings or DetectorSettings()
-    configure_logging(settings.log_level)
-    asyncio.run(run(settings))
+    spec = ConsumerSpec(
+        service="detector",
+        topics=(FRAMES_DECODED,),
+        group_id=settings.group_id,
+        max_records=settings.batch_size * 4,
+        poll_timeout_ms=settings.batch_timeout_ms,
+        metrics_port=settings.metrics_port,
+    )
+    run_consumer(spec, settings, wiring(settings))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,8 @@ import torch
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Histogram
 
-from services.detector.inference import (
-    UndecodableImage,
-    apply_client_config,
-    decode_frame,
-    detect_batch,
-)
-from services.detector.model_cache import LoadedModel, ModelUnavailable
+from services.detector.filters import apply_client_config
+from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher, Rejected
 from vidpipe.configstore import ClientConfig
 from vidpipe.events import (
@@ -38,12 +33,14 @@ from vidpipe.events import (
     FrameMetrics,
     InvalidEvent,
     ModelRef,
-    ObjectRef,
     encode_event,
     parse_event,
 )
+from vidpipe.modelref import ModelSelector
 from vidpipe.objectstore import ObjectNotFound
-from vidpipe.topics import ANNOTATIONS_BUCKET, DETECTIONS, METRICS
+from vidpipe.topics import DETECTIONS, METRICS
+from vidpipe_ml.cache import ModelUnavailable
+from vidpipe_ml.inference import LoadedModel, UndecodableImage, decode_frame, detect_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,7 @@ class ConfigSource(Protocol):
 
 
 class Models(Protocol):
-    def resolve(self, config: ClientConfig) -> ModelRef: ...
+    def resolve(self, selector: ModelSelector) -> ModelRef: ...
     def get(self, ref: ModelRef) -> LoadedModel: ...
 
 
@@ -149,10 +146,14 @@ class DetectorService:
                 continue
             if self._max_age_ns is not None and now - frame.capture_ts_ns > self._max_age_ns:
                 FRAMES.labels("dropped_too_old").inc()
-                pending.append(self._send_metrics(self._dropped_metrics(frame, now)))
+                age_ms = (now - frame.capture_ts_ns) / 1e6
+                dropped = _frame_metrics(
+                    frame, drop_reason=f"frame age {age_ms:.0f} ms over budget"
+                )
+                pending.append(self._send_metrics(dropped))
                 continue
             try:
-                model = self._models.get(self._models.resolve(config))
+                model = self._models.get(self._models.resolve(config.model))
             except ModelUnavailable as exc:
                 rejected.append(Rejected(rec, f"model unavailable: {exc}", "model_unavailable"))
                 continue
@@ -177,7 +178,7 @@ class DetectorService:
         inference_s = time.perf_counter() - started
         INFERENCE_SECONDS.labels(f"{model.ref.name}/{model.ref.version}").observe(inference_s)
         detected = [apply_client_config(d, w.config) for d, w in zip(raw, items, strict=True)]
-        annotations = [self._annotation_ref(w.frame) for w in items]
+        annotations = [keys.annotation(w.frame) for w in items]
         await asyncio.gather(
             *(
                 self._store.aput(
@@ -207,7 +208,11 @@ class DetectorService:
             sends.append(await self._producer.send(DETECTIONS, encode_event(event), key=key))
             sends.append(
                 self._send_metrics(
-                    _frame_metrics(w.frame, model.ref, dets, published_ns, len(items), inference_s)
+                    _frame_metrics(
+                        w.frame,
+                        detected=(model.ref, dets, published_ns),
+                        batch=(len(items), inference_s),
+                    )
                 )
             )
             FRAME_AGE_SECONDS.observe((published_ns - w.frame.capture_ts_ns) / 1e9)
@@ -223,35 +228,33 @@ class DetectorService:
 
         return send()
 
-    @staticmethod
-    def _annotation_ref(frame: FrameDecoded) -> ObjectRef:
-        key = f"{frame.client_id}/{frame.camera_id}/{frame.frame_seq}.json"
-        return ObjectRef(bucket=ANNOTATIONS_BUCKET, key=key)
-
-    @staticmethod
-    def _dropped_metrics(frame: FrameDecoded, now_ns: int) -> FrameMetrics:
-        age_ms = (now_ns - frame.capture_ts_ns) / 1e6
-        return FrameMetrics(
-            client_id=frame.client_id,
-            camera_id=frame.camera_id,
-            frame_seq=frame.frame_seq,
-            stage="detector",
-            capture_ts_ns=frame.capture_ts_ns,
-            decoded_ts_ns=frame.decoded_ts_ns,
-            dropped=True,
-            drop_reason=f"frame age {age_ms:.0f} ms over budget",
-        )
-
 
 def _frame_metrics(
     frame: FrameDecoded,
-    model: ModelRef,
-    detections: Sequence[Detection],
-    detected_ns: int,
-    batch_size: int,
-    inference_s: float,
+    *,
+    detected: tuple[ModelRef, Sequence[Detection], int] | None = None,
+    batch: tuple[int, float] | None = None,
+    drop_reason: str | None = None,
 ) -> FrameMetrics:
-    scores = [d.score for d in detections]
+    """The detector's metrics of one frame: ``detected`` = (model, detections, detections
+    published at, ns) and ``batch`` = (frames in the model call, its seconds) for a detected
+    frame; ``drop_reason`` for a frame dropped before detection."""
+    facts: dict[str, Any] = {}
+    if detected is not None:
+        model, detections, detected_ns = detected
+        scores = [d.score for d in detections]
+        facts = {
+            "detected_ts_ns": detected_ns,
+            "model": model,
+            "detections_by_label": dict(Tally(d.label for d in detections)),
+            "max_score": max(scores) if scores else None,
+            "mean_score": round(sum(scores) / len(scores), 4) if scores else None,
+        }
+    if batch is not None:
+        size, seconds = batch
+        facts |= {"batch_size": size, "inference_ms": round(seconds * 1000 / size, 3)}
+    if drop_reason is not None:
+        facts |= {"dropped": True, "drop_reason": drop_reason}
     return FrameMetrics(
         client_id=frame.client_id,
         camera_id=frame.camera_id,
@@ -259,20 +262,14 @@ def _frame_metrics(
         stage="detector",
         capture_ts_ns=frame.capture_ts_ns,
         decoded_ts_ns=frame.decoded_ts_ns,
-        detected_ts_ns=detected_ns,
-        model=model,
-        batch_size=batch_size,
-        inference_ms=round(inference_s * 1000 / batch_size, 3),
-        detections_by_label=dict(Tally(d.label for d in detections)),
-        max_score=max(scores) if scores else None,
-        mean_score=round(sum(scores) / len(scores), 4) if scores else None,
+        **facts,
     )
 
 
 def _annotation_json(
     frame: FrameDecoded, model: ModelRef, detections: Sequence[Detection]
 ) -> bytes:
-    """The annotation document stored at ``annotations/{client}/{camera}/{seq}.json``."""
+    """The annotation document stored at :func:`vidpipe.keys.annotation` of the frame."""
     doc = {
         "frame_id": frame.frame_id,
         "client_id": frame.client_id,

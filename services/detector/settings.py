@@ -18,4 +18,5 @@ class DetectorSettings(ServiceSettings):
     device: str = Field(default="auto", description="'auto' (cuda if present), 'cpu', 'cuda:0'")
     torch_threads: int | None = Field(default=None, ge=1)
     alias_refresh_s: float = Field(default=10.0, gt=0, description="re-resolve aliases after")
+    max_models: int = Field(default=4, ge=1, description="model versions kept loaded (LRU)")
     metrics_port: int | None = Field(default=9102, description="Prometheus /metrics port")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter
@@ -20,7 +20,21 @@ WRITTEN = Counter("vidpipe_metrics_sink_documents_total", "Metrics merged into M
 
 
 class MetricsWriter(Protocol):
-    def upsert_many(self, batch: Sequence[FrameMetrics]) -> None: ...
+    def merge_many(self, fields_by_id: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
+
+
+def metrics_document(metrics: FrameMetrics) -> dict[str, Any]:
+    """The fields one stage contributes to its frame's document: what it knows (``None``
+    omitted), flattened for querying. The detector owns detection facts; a render must not
+    blank them out."""
+    doc = metrics.model_dump(exclude_none=True, exclude={"schema_version", "stage", "model"})
+    if metrics.model is not None:
+        doc["model_name"] = metrics.model.name
+        doc["model_version"] = metrics.model.version
+    if metrics.stage == "renderer":
+        doc.pop("detections_by_label", None)
+        doc.pop("dropped", None)
+    return doc
 
 
 class MetricsSinkService:
@@ -36,6 +50,7 @@ class MetricsSinkService:
                 valid.append(parse_event(FrameMetrics, rec.value or b""))
             except InvalidEvent as exc:
                 rejected.append(Rejected(rec, str(exc), "invalid_event"))
-        await asyncio.to_thread(self._writer.upsert_many, valid)
+        merges = [(m.frame_id, metrics_document(m)) for m in valid]
+        await asyncio.to_thread(self._writer.merge_many, merges)
         WRITTEN.inc(len(valid))
         await self._dead_letters.publish(rejected)

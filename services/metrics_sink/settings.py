@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from vidpipe.settings import ServiceSettings
+from vidpipe.settings import ConsumerSettings
 
 
-class MetricsSinkSettings(ServiceSettings):
+class MetricsSinkSettings(ConsumerSettings):
     group_id: str = "metrics-sink"
     max_records: int = Field(default=500, ge=1, description="documents per MongoDB bulk write")
     poll_timeout_ms: int = Field(default=500, ge=1)

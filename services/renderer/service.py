@@ -1,9 +1,8 @@
 """The renderer's unit of work: a batch of ``DetectionsProduced`` -> annotated JPEGs + clips.
 
-Annotated frames go to ``renders/{client}/{camera}/{frame_seq}.jpg``. Clips cover a fixed
-span of ``clip_frames`` sequence numbers per camera (segment ``n`` holds
-``n*clip_frames <= frame_seq < (n+1)*clip_frames``) and go to
-``renders/{client}/{camera}/clips/{n:06d}.mp4``; both keys are deterministic, so replays
+Annotated frames and clips go where :mod:`vidpipe.keys` says. Clips cover a fixed span of
+``clip_frames`` sequence numbers per camera (segment ``n`` holds
+``n*clip_frames <= frame_seq < (n+1)*clip_frames``); both keys are deterministic, so replays
 overwrite. A clip is written when its camera moves on to a later segment, after
 ``clip_idle_s`` without frames, and on shutdown. It is assembled from the rendered frames
 this process holds plus any of the segment's renders already in S3 (rendered before a
@@ -26,10 +25,12 @@ from prometheus_client import Counter
 
 from services.renderer.clips import encode_clip
 from services.renderer.draw import draw_detections
+from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher, Rejected
 from vidpipe.events import (
     DetectionsProduced,
     FrameMetrics,
+    FrameRef,
     InvalidEvent,
     encode_event,
     parse_event,
@@ -51,10 +52,6 @@ class RenderStore(Protocol):
 
 class Producer(Protocol):
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Awaitable[Any]: ...
-
-
-def clip_key(client_id: str, camera_id: str, segment: int) -> str:
-    return f"{client_id}/{camera_id}/clips/{segment:06d}.mp4"
 
 
 @dataclass
@@ -112,8 +109,8 @@ class RendererService:
         except ValueError as exc:
             rejected.append(Rejected(rec, str(exc), "undecodable_image"))
             return None
-        key = f"{event.client_id}/{event.camera_id}/{event.frame_seq}.jpg"
-        await self._store.aput(RENDERS_BUCKET, key, jpeg, "image/jpeg")
+        ref = keys.render(event)
+        await self._store.aput(ref.bucket, ref.key, jpeg, "image/jpeg")
         RENDERED.inc()
         return event, jpeg
 
@@ -172,25 +169,27 @@ class RendererService:
         frames = dict(clip.frames)
         first = clip.segment * self._clip_frames
         wanted = range(first, first + self._clip_frames)
-        prefix = f"{clip.client_id}/{clip.camera_id}/"
         if not clip.seen_from_start:
-            stored = await asyncio.to_thread(self._stored_render_seqs, prefix)
+            stored = await asyncio.to_thread(self._stored_render_seqs, clip)
             for seq in sorted((stored & set(wanted)) - frames.keys()):
-                frames[seq] = await self._store.aget(RENDERS_BUCKET, f"{prefix}{seq}.jpg")
+                ref = keys.render(
+                    FrameRef(client_id=clip.client_id, camera_id=clip.camera_id, frame_seq=seq)
+                )
+                frames[seq] = await self._store.aget(ref.bucket, ref.key)
         ordered = [frames[s] for s in sorted(frames)]
         data = await asyncio.to_thread(encode_clip, ordered, self._clip_fps)
-        key = clip_key(clip.client_id, clip.camera_id, clip.segment)
-        await self._store.aput(RENDERS_BUCKET, key, data, "video/mp4")
+        ref = keys.clip(clip.client_id, clip.camera_id, clip.segment)
+        await self._store.aput(ref.bucket, ref.key, data, "video/mp4")
         CLIPS.inc()
         log.info(
             "clip written",
-            extra={"key": key, "frames": len(ordered), "camera_id": clip.camera_id},
+            extra={"key": ref.key, "frames": len(ordered), "camera_id": clip.camera_id},
         )
 
-    def _stored_render_seqs(self, prefix: str) -> set[int]:
-        seqs = set()
-        for key in self._store.iter_keys(RENDERS_BUCKET, prefix):
-            name = key[len(prefix) :]
-            if name.endswith(".jpg") and name[:-4].isdigit():
-                seqs.add(int(name[:-4]))
-        return seqs
+    def _stored_render_seqs(self, clip: _OpenClip) -> set[int]:
+        prefix = keys.camera_prefix(clip.client_id, clip.camera_id)
+        found = (
+            keys.parse_seq(key, prefix, ".jpg")
+            for key in self._store.iter_keys(RENDERS_BUCKET, prefix)
+        )
+        return {seq for seq in found if seq is not None}

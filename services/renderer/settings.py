@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from vidpipe.settings import ServiceSettings
+from vidpipe.settings import ConsumerSettings
 
 
-class RendererSettings(ServiceSettings):
+class RendererSettings(ConsumerSettings):
     group_id: str = "renderer"
     max_records: int = Field(default=32, ge=1)
     poll_timeout_ms: int = Field(default=200, ge=1)

@@ -1,9 +1,10 @@
 """``vidpipe run trainer``: train queued jobs one at a time until SIGTERM.
 
-Start-up: re-queue jobs a dead trainer left ``running``, then train every job already
-queued in Postgres (dashboard submissions and lost events), then consume
-``training.jobs.v1`` (group ``trainer``), committing each offset after its job finished.
-Postgres is polled every ``poll_s`` between events, so the topic only makes pick-up faster.
+Through the consumer runner on ``training.jobs.v1`` (group ``trainer``, one record per
+poll, a poll interval as long as the longest job): each event's job is trained, then its
+offset committed. Whenever a poll finds no event, Postgres is the queue: jobs a dead
+trainer left ``running`` are recovered, then every queued job is trained oldest first
+(dashboard submissions whose event was lost). So the topic only makes pick-up faster.
 """
 
 from __future__ import annotations
@@ -12,33 +13,19 @@ import asyncio
 import logging
 import threading
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
-from services.trainer.announce import TRAINING_JOBS, TrainingJobQueued, ensure_topic
-from services.trainer.jobs import JobStore
 from services.trainer.service import process_job
 from services.trainer.settings import TrainerSettings
-from vidpipe.events import InvalidEvent, parse_event
+from vidpipe.bus import ensure_topics
+from vidpipe.db import create_engine
+from vidpipe.events import InvalidEvent, TrainingJobQueued, parse_event
+from vidpipe.jobs import JobStore
 from vidpipe.logs import configure_logging
-from vidpipe.runtime import install_stop_signal
+from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, consume
+from vidpipe.topics import TRAINING_JOBS, TopicSpec
 
 log = logging.getLogger("services.trainer")
-
-
-def make_job_consumer(settings: TrainerSettings) -> AIOKafkaConsumer:
-    """Manual commits, earliest offset, one record per poll, and a poll interval as long as
-    the longest job (training blocks between polls; the group must not evict us)."""
-    return AIOKafkaConsumer(
-        TRAINING_JOBS,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=1,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=3_000,
-        max_poll_interval_ms=settings.max_job_s * 1000,
-    )
 
 
 async def drain_queued(
@@ -57,49 +44,54 @@ async def drain_queued(
     return done
 
 
+def wiring(settings: TrainerSettings) -> Wiring:
+    async def wire(context: ConsumerContext) -> Wired:
+        engine = create_engine(settings.postgres, pool_size=2)
+        context.exit_stack.callback(engine.dispose)
+        queue = JobStore(engine, settings.clients)
+        cancel = threading.Event()  # seen by the training thread before every step
+
+        async def forward_stop() -> None:
+            await context.stop.wait()
+            cancel.set()
+
+        forwarder = asyncio.create_task(forward_stop())
+        context.exit_stack.callback(forwarder.cancel)
+
+        async def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+            for record in records:
+                try:
+                    event = parse_event(TrainingJobQueued, record.value or b"")
+                except InvalidEvent as exc:
+                    # Nothing to retry: the job (if any) is still found through Postgres.
+                    log.warning("ignoring malformed training event: %s", exc)
+                    continue
+                await asyncio.to_thread(process_job, settings, queue, event.job_id, cancel)
+
+        async def idle() -> None:
+            await drain_queued(settings, queue, context.stop, cancel)
+
+        log.info("trainer on %s", settings.device, extra={"device": settings.device})
+        return Wired(handle, on_idle=idle)
+
+    return wire
+
+
+def spec(settings: TrainerSettings) -> ConsumerSpec:
+    return ConsumerSpec(
+        service="trainer",
+        topics=(TRAINING_JOBS,),
+        group_id=settings.group_id,
+        max_records=1,
+        poll_timeout_ms=int(settings.poll_s * 1000),
+        max_poll_interval_ms=settings.max_job_s * 1000,
+    )
+
+
 async def run(settings: TrainerSettings, stop: asyncio.Event | None = None) -> None:
     """The trainer loop; returns when ``stop`` (default: SIGTERM/SIGINT) is set."""
-    stop = stop or install_stop_signal()
-    cancel = threading.Event()  # seen by the training thread between epochs
-    stop_watch = asyncio.create_task(_forward(stop, cancel))
-    queue = JobStore(settings.postgres.dsn.get_secret_value(), settings.clients)
-    await ensure_topic(settings.kafka)
-    consumer = make_job_consumer(settings)
-    await consumer.start()
-    log.info("trainer started", extra={"group": settings.group_id, "device": settings.device})
-    try:
-        while not stop.is_set():
-            await drain_queued(settings, queue, stop, cancel)
-            polled = await consumer.getmany(timeout_ms=int(settings.poll_s * 1000))
-            for tp, records in polled.items():
-                for record in records:
-                    if stop.is_set():
-                        return  # uncommitted: redelivered to the next trainer
-                    await _handle(settings, queue, record.value or b"", cancel)
-                    await consumer.commit(
-                        {TopicPartition(tp.topic, tp.partition): record.offset + 1}
-                    )
-    finally:
-        stop_watch.cancel()
-        await consumer.stop()
-        log.info("trainer stopped")
-
-
-async def _handle(
-    settings: TrainerSettings, queue: JobStore, raw: bytes, cancel: threading.Event
-) -> None:
-    try:
-        event = parse_event(TrainingJobQueued, raw)
-    except InvalidEvent as exc:
-        # Nothing to retry: the job (if any) is still found through Postgres polling.
-        log.warning("ignoring malformed training event: %s", exc)
-        return
-    await asyncio.to_thread(process_job, settings, queue, event.job_id, cancel)
-
-
-async def _forward(stop: asyncio.Event, cancel: threading.Event) -> None:
-    await stop.wait()
-    cancel.set()
+    await ensure_topics(settings.kafka, [TopicSpec(TRAINING_JOBS, 1)])
+    await consume(spec(settings), settings.kafka, wiring(settings), stop)
 
 
 def main(settings: TrainerSettings | None = None) -> None:

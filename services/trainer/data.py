@@ -1,4 +1,4 @@
-"""A stored COCO dataset (:mod:`services.evaluator.datasets`) as torchvision detection data.
+"""A stored COCO dataset (:mod:`vidpipe.datasets`) as torchvision detection data.
 
 Model label ids are ``1..K`` for the dataset's categories sorted by COCO id (0 is
 background); :class:`CocoDetection` keeps the mapping both ways so evaluation can turn
@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from services.evaluator.datasets import Dataset, InvalidDataset
-from services.trainer.wrapper import BACKGROUND
+from vidpipe.datasets import Dataset, InvalidDataset
+from vidpipe_ml.torchvision_models import BACKGROUND
 
 Target = dict[str, torch.Tensor]
 Sample = tuple[torch.Tensor, Target]

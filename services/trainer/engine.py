@@ -2,7 +2,7 @@
 
 :func:`train_one_epoch` runs the model in train mode (it returns a dict of losses) and
 :func:`evaluate` runs it in eval mode and scores the predictions with the evaluator's
-pycocotools-based :func:`services.evaluator.accuracy.coco_metrics` (no AP arithmetic here).
+pycocotools-based :func:`vidpipe_ml.coco.coco_metrics` (no AP arithmetic here).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.progress import track
 from torch import nn
 from torch.utils.data import DataLoader
 
-from services.evaluator.accuracy import CocoMetrics, coco_metrics
 from services.trainer.data import CocoDetection, Target
+from vidpipe_ml.coco import CocoMetrics, coco_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,6 @@ def _progress(iterable: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
     """A rich progress bar when stderr is a terminal, the plain iterable otherwise (logs)."""
     if not sys.stderr.isatty():
         return iterable
-    from rich.console import Console
-    from rich.progress import track
-
     return track(iterable, total=total, description=desc, console=Console(stderr=True))
 
 

@@ -2,32 +2,50 @@
 
 Failures end the job ``failed`` with a readable reason (missing dataset, bad architecture,
 NaN loss, ...); a trainer killed mid-job leaves it ``running`` with a stale heartbeat, which
-:meth:`services.trainer.jobs.JobStore.recover_orphans` repairs at the next start. A job
+:meth:`vidpipe.jobs.JobStore.recover_orphans` repairs at the next start. A job
 cancelled while it runs stops within one optimizer step of the next heartbeat and registers
 nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import mlflow
 import torch
-import torchvision
 from mlflow import MlflowClient
 
-from services.evaluator.datasets import load_dataset
 from services.trainer.data import CocoDetection, make_loader
 from services.trainer.engine import evaluate, train_one_epoch
-from services.trainer.jobs import JobQueue, TrainingJob, dataset_name, heartbeat, parse_model_uri
 from services.trainer.settings import TrainerSettings
-from services.trainer.wrapper import ContractDetector, build_model, warm_start
+from vidpipe.datasets import load_dataset
+from vidpipe.jobs import TrainingJob
+from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
+from vidpipe_ml.registry import log_registered_model
+from vidpipe_ml.torchvision_models import ContractDetector, build_model, warm_start
 
 log = logging.getLogger(__name__)
+
+
+class JobQueue(Protocol):
+    """The job operations the trainer needs (:class:`vidpipe.jobs.JobStore`; a fake in unit
+    tests)."""
+
+    def claim(self, job_id: int) -> TrainingJob | None: ...
+
+    def heartbeat(self, job_id: int) -> bool: ...
+
+    def succeed(self, job_id: int, model_name: str, model_version: str, run_id: str) -> None: ...
+
+    def fail(self, job_id: int, reason: str) -> None: ...
+
+    def requeue(self, job_id: int) -> None: ...
 
 
 class JobInterrupted(RuntimeError):
@@ -43,6 +61,40 @@ class TrainedModel:
     name: str
     version: str
     run_id: str
+
+
+@contextmanager
+def heartbeat(
+    queue: JobQueue, job_id: int, every_s: float, on_lost: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Refresh the job's heartbeat every ``every_s`` seconds in a daemon thread while the
+    block runs (training blocks the calling thread). When the job is found no longer
+    ``running`` (cancelled), ``on_lost`` is called once and beating stops. Heartbeat errors
+    (database down) are logged, not raised."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                running = queue.heartbeat(job_id)
+            except Exception:
+                log.exception("heartbeat failed", extra={"job_id": job_id})
+                continue
+            if not running:
+                log.warning(
+                    "training job is no longer running (cancelled?)", extra={"job_id": job_id}
+                )
+                if on_lost is not None:
+                    on_lost()
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -95,7 +147,7 @@ def load_base_model(settings: TrainerSettings, uri: str) -> tuple[ContractDetect
             CenterNet import), which has no torchvision weights to start from.
         mlflow.exceptions.MlflowException: no such model, alias or version.
     """
-    ref = parse_model_uri(uri)
+    ref = parse_model_ref(uri)
     version = ref.version
     if version is None:
         client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
@@ -123,7 +175,7 @@ def train_job(
     are checked before every optimizer step and before registering.
 
     Raises:
-        services.evaluator.datasets.DatasetNotFound / InvalidDataset: bad dataset.
+        vidpipe.datasets.DatasetNotFound / InvalidDataset: bad dataset.
         ValueError: unsupported architecture, or a base model of another architecture.
         mlflow.exceptions.MlflowException: the base model does not exist.
         services.trainer.engine.NonFiniteLoss: training diverged.
@@ -141,8 +193,8 @@ def train_job(
         torch.set_num_threads(settings.torch_threads)
     device = pick_device(settings.device)
     store = ObjectStore(settings.s3)
-    train_data = CocoDetection(load_dataset(store, dataset_name(job.dataset)))
-    eval_name = dataset_name(job.eval_dataset) if job.eval_dataset else None
+    train_data = CocoDetection(load_dataset(store, job.dataset))
+    eval_name = job.eval_dataset
     eval_data = CocoDetection(load_dataset(store, eval_name)) if eval_name else train_data
     model = build_model(job.architecture, train_data.num_classes, job.image_size)
     base: dict[str, str] = {}
@@ -210,25 +262,18 @@ def train_job(
             )
         check()
         wrapped = ContractDetector(model.cpu(), train_data.labels).eval()
-        info = mlflow.pytorch.log_model(
+        tags = {"job_id": str(job.job_id), "dataset": train_data.dataset.name}
+        if base:
+            tags["base_model"] = base["base_model"]
+        version = log_registered_model(
             wrapped,
-            name="model",
-            serialization_format="pickle",
-            registered_model_name=name,
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"torchvision=={torchvision.__version__.split('+')[0]}",
-            ],
+            name,
+            train_data.labels,
+            settings.candidate_alias,
+            settings.mlflow.tracking_uri,
+            tags=tags,
         )
         run_id = run.info.run_id
-    version = str(info.registered_model_version)
-    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
-    client.set_model_version_tag(name, version, "labels", json.dumps(train_data.labels))
-    client.set_model_version_tag(name, version, "job_id", str(job.job_id))
-    client.set_model_version_tag(name, version, "dataset", train_data.dataset.name)
-    if base:
-        client.set_model_version_tag(name, version, "base_model", base["base_model"])
-    client.set_registered_model_alias(name, settings.candidate_alias, version)
     log.info(
         "model registered",
         extra={"job_id": job.job_id, "model": name, "version": version, "alias": "candidate"},

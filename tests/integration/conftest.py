@@ -7,10 +7,17 @@ and deliberately leaves everything running afterwards, because later test sessio
 
 from __future__ import annotations
 
-import pytest
+import uuid
+from collections.abc import Iterator
 
+import psycopg
+import pytest
+from psycopg import sql
+
+from infra.local.health import maintenance_conninfo
 from infra.local.stack import DEFAULT_STATE_DIR, up
 from vidpipe.settings import ServiceSettings
+from vidpipe_ml.registry import ensure_centernet
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +30,27 @@ def stack_settings() -> ServiceSettings:
 def stack(stack_settings: ServiceSettings) -> None:
     """Every shared service up and provisioned (buckets, topics, schema)."""
     up(stack_settings, DEFAULT_STATE_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_version(stack: None, stack_settings: ServiceSettings) -> str:
+    """``coco-centernet@production`` registered and loadable (imported if absent, or left by
+    an older code layout) before any integration test runs."""
+    return ensure_centernet(
+        stack_settings.mlflow.tracking_uri,
+        "coco-centernet",
+        "production",
+        DEFAULT_STATE_DIR / "assets" / "centernet",
+    )
+
+
+@pytest.fixture
+def scratch_dsn(stack: None, stack_settings: ServiceSettings) -> Iterator[str]:
+    """An empty database of its own on the stack's Postgres (dropped afterwards)."""
+    name = f"vidpipe_mig_{uuid.uuid4().hex[:8]}"
+    admin = maintenance_conninfo(stack_settings)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield maintenance_conninfo(stack_settings, dbname=name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -58,3 +58,29 @@ class FakeProducer:
 
     def on(self, topic: str) -> list[bytes]:
         return [value for t, value, _ in self.sent if t == topic]
+
+
+class MemoryDatasetStore:
+    """:class:`vidpipe.datasets.DatasetStore` over a dict ``{(bucket, key): bytes}``."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def get(self, bucket: str, key: str) -> bytes:
+        """Raises :class:`vidpipe.objectstore.ObjectNotFound` for a missing key."""
+        try:
+            return self.objects[(bucket, key)]
+        except KeyError:
+            raise ObjectNotFound(f"s3://{bucket}/{key}") from None
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return (bucket, key) in self.objects
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        self.objects[(bucket, key)] = data
+
+    def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
+
+    def ensure_bucket(self, bucket: str) -> None:
+        return None

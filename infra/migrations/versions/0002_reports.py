@@ -4,7 +4,7 @@
 capture time). Rows are replaced, never appended, when the evaluator re-runs a window, so the
 key has no NULLs: frames without a model (dropped before detection) use ``model_name = ''``
 and ``model_version = ''``. Latencies are milliseconds from capture to each hop
-(decoded / detected / rendered), as approximate percentiles (see services/evaluator/report.py).
+(decoded / detected / rendered), as approximate percentiles (see services/reports/report.py).
 
 Revision ID: 0002
 Revises: 0001

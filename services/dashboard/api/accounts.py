@@ -11,7 +11,7 @@ from services.dashboard import accounts
 from services.dashboard.accounts import ApiKeyCreated, ApiKeyIn, ApiKeyOut, UserIn, UserOut
 from services.dashboard.auth import Role
 from services.dashboard.deps import AdminUser, CurrentUser, SessionDep
-from services.dashboard.tenancy import ID_PATTERN
+from vidpipe.ids import ID_PATTERN
 
 router = APIRouter(tags=["accounts"])
 ClientFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]

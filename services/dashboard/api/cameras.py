@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from services.dashboard import cameras, results
-from services.dashboard.cameras import CameraFields, CameraIn, CameraOut
+from services.dashboard.cameras import CameraIn
 from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
 from services.dashboard.results import CameraResult, Clip
-from services.dashboard.tenancy import ID_PATTERN
+from vidpipe.cameras import Camera, CameraFields
+from vidpipe.ids import ID_PATTERN
 
 router = APIRouter(tags=["cameras"])
 CameraId = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -22,12 +23,12 @@ CameraId = Annotated[str, Path(pattern=ID_PATTERN)]
 LIVE_MAX_S = 300.0
 
 
-def visible_camera(user: CurrentUser, conn: SessionDep, camera_id: CameraId) -> CameraOut:
+def visible_camera(user: CurrentUser, conn: SessionDep, camera_id: CameraId) -> Camera:
     """The camera, checked before a response starts (a stream cannot turn into a 404)."""
     return cameras.get_camera(conn, user, camera_id)
 
 
-VisibleCamera = Annotated[CameraOut, Depends(visible_camera)]
+VisibleCamera = Annotated[Camera, Depends(visible_camera)]
 
 
 @router.get("/cameras")
@@ -35,24 +36,24 @@ def list_cameras(
     user: CurrentUser,
     conn: SessionDep,
     client_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-) -> list[CameraOut]:
+) -> list[Camera]:
     return cameras.list_cameras(conn, user, client_id)
 
 
 @router.post("/cameras", status_code=status.HTTP_201_CREATED)
-def create_camera(user: OperatorUser, conn: SessionDep, body: CameraIn) -> CameraOut:
+def create_camera(user: OperatorUser, conn: SessionDep, body: CameraIn) -> Camera:
     return cameras.create_camera(conn, user, body)
 
 
 @router.get("/cameras/{camera_id}")
-def get_camera(camera: VisibleCamera) -> CameraOut:
+def get_camera(camera: VisibleCamera) -> Camera:
     return camera
 
 
 @router.put("/cameras/{camera_id}", summary="Replace a camera's settings")
 def update_camera(
     user: OperatorUser, conn: SessionDep, camera_id: CameraId, body: CameraFields
-) -> CameraOut:
+) -> Camera:
     return cameras.update_camera(conn, user, camera_id, body)
 
 

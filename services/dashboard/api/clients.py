@@ -15,7 +15,8 @@ from services.dashboard.deps import (
     SessionDep,
     SuperadminUser,
 )
-from services.dashboard.tenancy import ID_PATTERN, ClientIn, ClientOut
+from services.dashboard.tenancy import ClientIn, ClientOut
+from vidpipe.ids import ID_PATTERN
 
 router = APIRouter(tags=["clients"])
 ClientId = Annotated[str, Path(pattern=ID_PATTERN)]

@@ -8,34 +8,37 @@ from fastapi import APIRouter, Path, Query, status
 
 from services.dashboard import jobs
 from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
-from services.dashboard.jobs import JobIn, JobOut, JobState
-from services.dashboard.tenancy import ID_PATTERN
+from services.dashboard.jobs import JobIn
+from vidpipe.ids import ID_PATTERN
+from vidpipe.jobs import JobState, TrainingJob
 
 router = APIRouter(prefix="/jobs", tags=["training jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Queue a training job")
-def submit(user: OperatorUser, conn: SessionDep, resources: ResourcesDep, body: JobIn) -> JobOut:
+def submit(
+    user: OperatorUser, conn: SessionDep, resources: ResourcesDep, body: JobIn
+) -> TrainingJob:
     return jobs.submit_job(conn, resources, user, body)
 
 
 @router.get("")
 def list_jobs(
     user: CurrentUser,
-    conn: SessionDep,
+    resources: ResourcesDep,
     client_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[JobOut]:
-    return jobs.list_jobs(conn, user, client_id, state, limit)
+) -> list[TrainingJob]:
+    return jobs.list_jobs(resources, user, client_id, state, limit)
 
 
 @router.get("/{job_id}")
-def get_job(user: CurrentUser, conn: SessionDep, job_id: JobId) -> JobOut:
-    return jobs.get_job(conn, user, job_id)
+def get_job(user: CurrentUser, resources: ResourcesDep, job_id: JobId) -> TrainingJob:
+    return jobs.get_job(resources, user, job_id)
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a queued or running job")
-def cancel_job(user: OperatorUser, conn: SessionDep, job_id: JobId) -> JobOut:
-    return jobs.cancel_job(conn, user, job_id)
+def cancel_job(user: OperatorUser, resources: ResourcesDep, job_id: JobId) -> TrainingJob:
+    return jobs.cancel_job(resources, user, job_id)

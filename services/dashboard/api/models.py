@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from services.dashboard.catalog import MODEL_NAME_PATTERN, ModelVersionInfo, RegisteredModelInfo
 from services.dashboard.deps import CurrentUser, ResourcesDep
+from vidpipe.modelref import MODEL_NAME_PATTERN
+from vidpipe_ml.catalog import ModelVersionInfo, RegisteredModelInfo
 
 router = APIRouter(tags=["models"])
 

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.dashboard import reports
-from services.dashboard.catalog import MODEL_NAME_PATTERN
 from services.dashboard.deps import CurrentUser, SessionDep
-from services.dashboard.reports import AccuracyReport, PerformanceReport, Promotion
-from services.dashboard.tenancy import ID_PATTERN
+from vidpipe.ids import ID_PATTERN
+from vidpipe.modelref import MODEL_NAME_PATTERN
+from vidpipe.reports import AccuracyReport, PerformanceReport, Promotion
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.dashboard import cameras, results, tenancy
-from services.dashboard.cameras import CameraFields, CameraIn
+from services.dashboard.cameras import CameraIn
 from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
 from services.dashboard.errors import Conflict, Invalid
 from services.dashboard.pages.render import (
@@ -19,7 +19,8 @@ from services.dashboard.pages.render import (
     redirect,
     render,
 )
-from services.dashboard.tenancy import ID_PATTERN
+from vidpipe.cameras import CameraFields
+from vidpipe.ids import ID_PATTERN
 
 router = APIRouter()
 CameraId = Annotated[str, Path(pattern=ID_PATTERN)]

@@ -3,7 +3,6 @@ registry offers (versions, aliases, label sets) with links into the MLflow UI.""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response
@@ -15,10 +14,10 @@ from services.dashboard.configs import ConfigIn, ConfigOut
 from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
 from services.dashboard.errors import Invalid, NotFound
 from services.dashboard.pages.render import blank_to_none, field_errors, redirect, render
-from services.dashboard.tenancy import ID_PATTERN
+from vidpipe.ids import ID_PATTERN
+from vidpipe.modelref import parse_model_ref
 
 router = APIRouter()
-_MODEL_REF = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<alias>[^@/]+)|/(?P<version>[^@/]+))$")
 
 
 class ConfigForm(BaseModel):
@@ -44,14 +43,15 @@ class ConfigForm(BaseModel):
     csrf_token: str = ""
 
     def to_config(self) -> ConfigIn:
-        match = _MODEL_REF.fullmatch(self.model.strip())
-        if match is None:
-            raise Invalid("choose a model as NAME@ALIAS or NAME/VERSION", field="model")
+        try:
+            selector = parse_model_ref(self.model)
+        except ValueError:
+            raise Invalid("choose a model as NAME@ALIAS or NAME/VERSION", field="model") from None
         return ConfigIn.model_validate(
             {
-                "model_name": match["name"],
-                "model_alias": match["alias"],
-                "model_version": match["version"],
+                "model_name": selector.name,
+                "model_alias": selector.alias,
+                "model_version": selector.version,
                 "score_threshold": self.score_threshold.strip() or None,
                 "classes_of_interest": [
                     c.strip() for c in self.classes_of_interest.split(",") if c.strip()
@@ -62,10 +62,9 @@ class ConfigForm(BaseModel):
 
     @classmethod
     def of(cls, config: ConfigOut) -> ConfigForm:
-        selector = f"@{config.model_alias}" if config.model_alias else f"/{config.model_version}"
         return cls(
             client_id=config.client_id,
-            model=config.model_name + selector,
+            model=config.model_uri.removeprefix("models:/"),
             score_threshold=f"{config.score_threshold:g}",
             classes_of_interest=", ".join(config.classes_of_interest),
             sampling_fps="" if config.sampling_fps is None else f"{config.sampling_fps:g}",

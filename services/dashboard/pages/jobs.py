@@ -11,8 +11,9 @@ from services.dashboard import jobs, tenancy
 from services.dashboard.auth import Principal
 from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
 from services.dashboard.errors import Invalid
-from services.dashboard.jobs import ARCHITECTURE_NAMES, JobIn
+from services.dashboard.jobs import JobIn
 from services.dashboard.pages.render import CsrfForm, blank_to_none, field_errors, redirect, render
+from vidpipe.jobs import ARCHITECTURE_NAMES
 
 router = APIRouter()
 
@@ -37,7 +38,7 @@ class JobForm(BaseModel):
     base_model: str = ""
     architecture: str = ""
     epochs: str = "10"
-    batch_size: str = "8"
+    batch_size: str = "4"
     learning_rate: str = "0.005"
     image_size: str = "320"
     csrf_token: str = ""
@@ -51,6 +52,7 @@ def _page(
     request: Request,
     user: Principal,
     conn: SessionDep,
+    resources: ResourcesDep,
     form: JobForm | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
@@ -60,7 +62,7 @@ def _page(
         "jobs.html",
         user,
         status_code=status_code,
-        jobs=jobs.list_jobs(conn, user),
+        jobs=jobs.list_jobs(resources, user),
         form=form or JobForm(),
         errors=errors or {},
         architectures=ARCHITECTURE_NAMES,
@@ -69,8 +71,10 @@ def _page(
 
 
 @router.get("/jobs", summary="Training jobs page")
-def jobs_page(request: Request, user: CurrentUser, conn: SessionDep) -> Response:
-    return _page(request, user, conn)
+def jobs_page(
+    request: Request, user: CurrentUser, conn: SessionDep, resources: ResourcesDep
+) -> Response:
+    return _page(request, user, conn, resources)
 
 
 @router.post("/jobs", summary="Queue a training job (form)")
@@ -84,7 +88,7 @@ def submit_job(
     try:
         job = jobs.submit_job(conn, resources, user, form.to_job())
     except (ValidationError, Invalid) as exc:
-        return _page(request, user, conn, form, field_errors(exc), 422)
+        return _page(request, user, conn, resources, form, field_errors(exc), 422)
     return redirect(request, "/jobs", f"Training job {job.job_id} queued.")
 
 
@@ -92,9 +96,9 @@ def submit_job(
 def cancel_job(
     request: Request,
     user: OperatorUser,
-    conn: SessionDep,
+    resources: ResourcesDep,
     job_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     form: Annotated[CsrfForm, Form()],
 ) -> Response:
-    jobs.cancel_job(conn, user, job_id)
+    jobs.cancel_job(resources, user, job_id)
     return redirect(request, "/jobs", f"Training job {job_id} cancelled.")

@@ -11,7 +11,7 @@ from services.dashboard import cameras, reports
 from services.dashboard.deps import CurrentUser, SessionDep
 from services.dashboard.pages.render import render
 from services.dashboard.reports import HOPS, QUANTILES, PerformanceReport
-from services.dashboard.tenancy import ID_PATTERN
+from vidpipe.ids import ID_PATTERN
 
 router = APIRouter()
 

@@ -19,12 +19,13 @@ from services.dashboard import accounts
 from services.dashboard.accounts import ApiKeyIn, UserIn
 from services.dashboard.app import create_app
 from services.dashboard.auth import Principal, Role
-from services.dashboard.db import performance_reports, users
 from services.dashboard.resources import Resources
 from services.dashboard.settings import DashboardSettings
-from services.evaluator.datasets import upload_dataset
 from tests.unit.trainer.synthetic import synthetic_scenes
-from vidpipe.configstore import Camera, ClientConfig, ConfigStore
+from vidpipe.cameras import CameraFields, create_camera
+from vidpipe.configstore import ClientConfig, ConfigStore
+from vidpipe.datasets import upload_dataset
+from vidpipe.db import performance_reports, users
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import ANNOTATIONS_BUCKET, DATASETS_BUCKET, RENDERS_BUCKET
@@ -45,7 +46,7 @@ def model_version(stack: None, stack_settings: ServiceSettings) -> str:
     """``coco-centernet@production`` in the local registry (imported if absent)."""
     from pathlib import Path
 
-    from services.models.registry import ensure_centernet
+    from vidpipe_ml.registry import ensure_centernet
 
     assets = Path(__file__).resolve().parents[3] / "var" / "assets" / "centernet"
     return ensure_centernet(stack_settings.mlflow.tracking_uri, weights_dir=assets)
@@ -110,15 +111,11 @@ def make_tenant(app: FastAPI, settings: DashboardSettings) -> Tenant:
     store = ConfigStore(settings.postgres, settings.redis)
     try:
         store.put_client(client_id, f"Tenant {client_id}")
-        store.put_camera(
-            Camera(
-                camera_id=camera_id,
-                client_id=client_id,
-                name="Secret gate",
-                url=f"rtsp://{client_id}:pw@10.9.9.9/stream",
-                fps=5,
+        with store.engine.begin() as conn:
+            fields = CameraFields(
+                name="Secret gate", url=f"rtsp://{client_id}:pw@10.9.9.9/stream", fps=5
             )
-        )
+            create_camera(conn, client_id, camera_id, fields)
         store.put_client_config(
             ClientConfig(client_id=client_id, model_name="coco-centernet", score_threshold=0.3)
         )
@@ -157,8 +154,7 @@ def drop_tenant(app: FastAPI, tenant: Tenant) -> None:
             )
         )
         conn.commit()
-    with res.configs() as store:
-        store.delete_client(tenant.client_id)  # cascades to cameras, users, keys, jobs
+    res.configs.delete_client(tenant.client_id)  # cascades to cameras, users, keys, jobs
     prefix = f"{tenant.client_id}/"
     for bucket in (ANNOTATIONS_BUCKET, RENDERS_BUCKET, DATASETS_BUCKET, "frames"):
         res.objects.delete_prefix(bucket, prefix)

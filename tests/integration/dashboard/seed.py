@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from services.dashboard.db import performance_reports
 from tests.integration.dashboard.conftest import resources
+from vidpipe.db import performance_reports
 from vidpipe.objectstore import ObjectStore
 from vidpipe.topics import ANNOTATIONS_BUCKET, RENDERS_BUCKET
 

@@ -287,8 +287,8 @@ def test_promotions_when_gate_decided_then_listed_newest_first(
 
     import sqlalchemy as sa
 
-    from services.dashboard.db import model_promotions
     from tests.integration.dashboard.conftest import resources
+    from vidpipe.db import model_promotions
 
     model = f"it-promo-{uuid.uuid4().hex[:8]}"
     rows = [

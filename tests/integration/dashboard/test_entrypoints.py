@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from services.dashboard.cli import users_app
 from tests.integration.dashboard.conftest import PASSWORD, Tenant, free_port, sign_in
+from vidpipe_cli.users import app as users_app
 
 pytestmark = pytest.mark.integration
 

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
-from psycopg import sql
 
-from infra.local.health import maintenance_conninfo
 from infra.local.provision import MIGRATIONS_DIR, sqlalchemy_url, upgrade_database
-from vidpipe.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
 TABLES = {"users", "api_keys", "training_jobs"}
-
-
-@pytest.fixture
-def scratch_dsn(stack: None, stack_settings: ServiceSettings) -> Iterator[str]:
-    name = f"vidpipe_mig_{uuid.uuid4().hex[:8]}"
-    admin = maintenance_conninfo(stack_settings)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield maintenance_conninfo(stack_settings, dbname=name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _tables(dsn: str) -> set[str]:

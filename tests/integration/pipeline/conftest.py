@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+from infra.local.processes import ServiceProcess, start_service
 from services.decoder.service import DecoderService
-from services.demo.processes import ServiceProcess, start_service
 from vidpipe.bus import make_producer
-from vidpipe.configstore import Camera, ClientConfig, ConfigStore
+from vidpipe.cameras import CameraFields, create_camera
+from vidpipe.configstore import ClientConfig, ConfigStore
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
 
@@ -27,16 +28,6 @@ LOGS = REPO / "var" / "log" / "tests"
 @pytest.fixture(scope="session")
 def settings() -> ServiceSettings:
     return ServiceSettings()
-
-
-@pytest.fixture(scope="session")
-def model_version(stack: None, settings: ServiceSettings) -> str:
-    """``coco-centernet@production`` registered in the local MLflow (imported if absent)."""
-    from services.models.registry import ensure_centernet
-
-    return ensure_centernet(
-        settings.mlflow.tracking_uri, "coco-centernet", "production", ASSETS / "centernet"
-    )
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +51,9 @@ def client_id(stack: None, model_version: str, settings: ServiceSettings) -> Ite
     client = f"it-{uuid.uuid4().hex[:8]}"
     store = ConfigStore(settings.postgres, settings.redis)
     store.put_client(client, client)
-    store.put_camera(
-        Camera(
-            camera_id=f"{client}-cam", client_id=client, name="test", url="file:///dev/null", fps=10
-        )
-    )
+    with store.engine.begin() as conn:
+        fields = CameraFields(name="test", url="file:///dev/null", fps=10)
+        create_camera(conn, client, f"{client}-cam", fields)
     store.put_client_config(
         ClientConfig(client_id=client, model_name="coco-centernet", score_threshold=0.3)
     )

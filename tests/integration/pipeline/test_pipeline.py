@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.demo.runner import PipelineRun, run_pipeline
 from tests.integration.pipeline.conftest import (
     ASSETS,
     LOGS,
@@ -28,6 +27,7 @@ from vidpipe.metricsstore import MetricsStore
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import DETECTIONS, FRAMES_DECODED, dead_letter_topic
+from vidpipe_cli.demo.runner import PipelineRun, run_pipeline
 
 pytestmark = pytest.mark.integration
 

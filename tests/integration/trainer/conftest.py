@@ -18,11 +18,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from services.evaluator.datasets import upload_dataset
-from services.trainer.jobs import JobSpec, JobStore, TrainingJob
 from services.trainer.service import TrainedModel, process_job
 from services.trainer.settings import TrainerSettings
 from tests.unit.trainer.synthetic import synthetic_scenes
+from vidpipe.datasets import upload_dataset
+from vidpipe.db import create_engine
+from vidpipe.jobs import JobSpec, JobStore, TrainingJob
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import DATASETS_BUCKET
@@ -77,8 +78,10 @@ def trainer_settings(scope: Scope) -> TrainerSettings:
 
 
 @pytest.fixture(scope="module")
-def queue(trainer_settings: TrainerSettings) -> JobStore:
-    return JobStore(trainer_settings.postgres.dsn.get_secret_value(), trainer_settings.clients)
+def queue(trainer_settings: TrainerSettings) -> Iterator[JobStore]:
+    engine = create_engine(trainer_settings.postgres)
+    yield JobStore(engine, trainer_settings.clients)
+    engine.dispose()
 
 
 def spec(scope: Scope, **changes: object) -> JobSpec:
@@ -106,7 +109,7 @@ class TrainedJob:
 @pytest.fixture(scope="module")
 def trained(scope: Scope, trainer_settings: TrainerSettings, queue: JobStore) -> TrainedJob:
     """One real training job run to the end (the trainer's own ``process_job``)."""
-    submitted = queue.submit(spec(scope))
+    submitted = queue.insert(spec(scope))
     model = process_job(trainer_settings, queue, submitted.job_id, threading.Event())
     job = queue.get(submitted.job_id)
     assert job is not None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from services.trainer.wrapper import BACKGROUND
+from vidpipe_ml.torchvision_models import BACKGROUND
 
 #: Label id -> RGB channel that is 1.0 inside that class's rectangle (ids as the trainer
 #: assigns them: categories sorted by COCO id, blue (3) -> 1, red (7) -> 2).

@@ -12,7 +12,7 @@ import torch
 import torchvision
 from mlflow import MlflowClient
 
-from services.trainer.promote import promote
+from services.accuracy.promote import promote
 from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import Scope, TrainedJob
 from tests.integration.trainer.oracle import LABELS, ColourBoxDetector
@@ -63,9 +63,9 @@ def test_promote_gate_refuses_lower_accepts_equal_and_records_forced(
 
     assert refused.decision == "refused" and not refused.moved
     assert refused.production_map == pytest.approx(1.0)
-    assert refused.candidate_map < 1.0
+    assert refused.candidate_map is not None and refused.candidate_map < 1.0
     assert client.get_model_version_by_alias(name, "production").version == oracle
-    assert _row(trainer_settings, refused.promotion_id) == ("refused", weak, oracle, "pytest")
+    assert _row(trainer_settings, refused.id) == ("refused", weak, oracle, "pytest")
 
     equal = _register_oracle(trainer_settings, name)
     client.set_registered_model_alias(name, "candidate", equal)
@@ -81,7 +81,7 @@ def test_promote_gate_refuses_lower_accepts_equal_and_records_forced(
 
     assert forced.decision == "forced"
     assert client.get_model_version_by_alias(name, "production").version == weak
-    assert _row(trainer_settings, forced.promotion_id) == ("forced", weak, equal, None)
+    assert _row(trainer_settings, forced.id) == ("forced", weak, equal, None)
 
 
 def test_promote_when_no_production_yet_promotes(

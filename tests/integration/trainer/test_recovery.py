@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from services.trainer.__main__ import drain_queued
-from services.trainer.jobs import JobStore
 from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import Scope, spec
+from vidpipe.jobs import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def _make_stale(settings: TrainerSettings, job_id: int, attempts: int) -> None:
 async def test_trainer_start_when_job_orphaned_requeues_and_retries_it(
     scope: Scope, trainer_settings: TrainerSettings, queue: JobStore
 ) -> None:
-    job = queue.submit(spec(scope, dataset=f"gone-{scope.tag}"))
+    job = queue.insert(spec(scope, dataset=f"gone-{scope.tag}"))
     _make_stale(trainer_settings, job.job_id, attempts=1)
 
     await drain_queued(trainer_settings, queue, asyncio.Event(), threading.Event())
@@ -47,7 +47,7 @@ async def test_trainer_start_when_job_orphaned_requeues_and_retries_it(
 async def test_trainer_start_when_attempts_exhausted_fails_the_job(
     scope: Scope, trainer_settings: TrainerSettings, queue: JobStore
 ) -> None:
-    job = queue.submit(spec(scope))
+    job = queue.insert(spec(scope))
     _make_stale(trainer_settings, job.job_id, attempts=trainer_settings.max_attempts)
 
     await drain_queued(trainer_settings, queue, asyncio.Event(), threading.Event())
@@ -60,7 +60,7 @@ async def test_trainer_start_when_attempts_exhausted_fails_the_job(
 def test_recovery_when_heartbeat_fresh_leaves_running_job_alone(
     scope: Scope, trainer_settings: TrainerSettings, queue: JobStore
 ) -> None:
-    job = queue.submit(spec(scope, dataset=f"busy-{scope.tag}"))
+    job = queue.insert(spec(scope, dataset=f"busy-{scope.tag}"))
     claimed = queue.claim(job.job_id)
 
     recovered = queue.recover_orphans(stale_after_s=60, max_attempts=3)
@@ -75,7 +75,7 @@ def test_trainer_process_when_sigkilled_mid_job_its_job_is_recovered(
 ) -> None:
     """A real ``python -m services.trainer`` is SIGKILLed while training; recovery (what
     the next trainer runs at start) then fails it (max_attempts 1) instead of leaving it."""
-    job = queue.submit(spec(scope, epochs=10_000))
+    job = queue.insert(spec(scope, epochs=10_000))
     env = os.environ | {
         "VIDPIPE_CLIENTS": f'["{scope.client_id}"]',
         "VIDPIPE_GROUP_ID": trainer_settings.group_id,

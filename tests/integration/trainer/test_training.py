@@ -14,15 +14,15 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from services.detector.inference import detect_batch
-from services.detector.model_cache import ModelCache
 from services.trainer.__main__ import run
-from services.trainer.announce import announce
-from services.trainer.jobs import JobStore
 from services.trainer.service import TrainedModel, process_job
 from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import Scope, TrainedJob, spec
+from vidpipe.bus import announce_job
 from vidpipe.events import ModelRef
+from vidpipe.jobs import JobStore
+from vidpipe_ml.cache import ModelCache
+from vidpipe_ml.inference import detect_batch
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def test_candidate_when_loaded_by_detector_cache_detects_on_a_frame(
 def test_job_when_dataset_missing_fails_with_clear_reason(
     scope: Scope, trainer_settings: TrainerSettings, queue: JobStore
 ) -> None:
-    job = queue.submit(spec(scope, dataset=f"missing-{scope.tag}"))
+    job = queue.insert(spec(scope, dataset=f"missing-{scope.tag}"))
 
     assert process_job(trainer_settings, queue, job.job_id, threading.Event()) is None
 
@@ -79,8 +79,8 @@ async def test_trainer_loop_when_job_announced_runs_it_to_a_final_state(
 ) -> None:
     """The ``vidpipe run trainer`` loop picks the job up (Postgres poll or the event) and
     commits; a missing dataset keeps the job fast."""
-    job = queue.submit(spec(scope, dataset=f"absent-{scope.tag}"))
-    await announce(trainer_settings.kafka, job.job_id)
+    job = queue.insert(spec(scope, dataset=f"absent-{scope.tag}"))
+    assert await announce_job(trainer_settings.kafka, job.job_id)
     stop = asyncio.Event()
     loop_task = asyncio.create_task(run(trainer_settings, stop))
     try:
@@ -102,7 +102,7 @@ def test_job_when_base_model_given_fine_tunes_from_its_weights(
     """Starting from the registered candidate (same architecture and labels) copies every
     tensor; the run and the new version record which version it started from."""
     base = f"models:/{scope.model_name}@candidate"
-    job = queue.submit(spec(scope, base_model=base))
+    job = queue.insert(spec(scope, base_model=base))
 
     model = process_job(trainer_settings, queue, job.job_id, threading.Event())
 
@@ -122,11 +122,11 @@ def test_job_when_base_model_given_fine_tunes_from_its_weights(
 def test_job_when_base_model_not_a_trained_detector_fails_with_reason(
     trained: TrainedJob, trainer_settings: TrainerSettings, scope: Scope, queue: JobStore
 ) -> None:
-    from services.models.registry import ensure_centernet
+    from vidpipe_ml.registry import ensure_centernet
 
     assets = Path(__file__).resolve().parents[3] / "var" / "assets" / "centernet"
     ensure_centernet(trainer_settings.mlflow.tracking_uri, weights_dir=assets)
-    job = queue.submit(spec(scope, base_model="models:/coco-centernet@production"))
+    job = queue.insert(spec(scope, base_model="models:/coco-centernet@production"))
 
     assert process_job(trainer_settings, queue, job.job_id, threading.Event()) is None
 
@@ -141,7 +141,7 @@ def test_job_when_cancelled_while_training_stops_and_registers_nothing(
     """A cancel (``vidpipe train cancel``; the dashboard's is the same UPDATE) reaches a
     training that would otherwise run 10,000 epochs: it stops at the next heartbeat and the
     state stays ``cancelled``."""
-    job = queue.submit(spec(scope, epochs=10_000))
+    job = queue.insert(spec(scope, epochs=10_000))
     outcome: list[TrainedModel | None] = []
     worker = threading.Thread(
         target=lambda: outcome.append(
@@ -172,7 +172,7 @@ def test_cli_submit_when_dataset_missing_or_foreign_refuses_before_queueing(
 ) -> None:
     from typer.testing import CliRunner
 
-    from services.cli import app
+    from vidpipe_cli.main import app
 
     before = len(queue.list_jobs(scope.client_id))
     base = ["train", "submit", "--client", scope.client_id, "--epochs", "1"]

@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.dashboard.cameras import CameraFields, CameraIn, mask_credentials
-from services.dashboard.catalog import ModelVersionInfo
+from services.dashboard.cameras import CameraIn
 from services.dashboard.configs import ConfigIn, check_classes
 from services.dashboard.errors import Invalid
 from services.dashboard.jobs import JobIn
 from services.dashboard.pages.reports import chart_data
 from services.dashboard.reports import PerformanceReport
+from vidpipe.cameras import CameraFields
+from vidpipe.urls import mask_url
+from vidpipe_ml.catalog import ModelVersionInfo
 
 
 def _camera(**change: object) -> CameraFields:
@@ -77,9 +79,10 @@ def test_camera_when_unknown_field_then_rejected() -> None:
         _camera(colour="red")
 
 
-def test_mask_credentials_when_password_then_hidden() -> None:
-    assert mask_credentials("rtsp://u:secret@h:554/s") == "rtsp://u:***@h:554/s"
-    assert mask_credentials("rtsp://h/s") == "rtsp://h/s"
+def test_mask_url_when_password_then_hidden() -> None:
+    assert mask_url("rtsp://u:secret@h:554/s") == "rtsp://u:***@h:554/s"
+    assert mask_url("rtsp://h/s") == "rtsp://h/s"
+    assert mask_url("rtsp://u:p@[fe80::1]:554/s") == "rtsp://u:***@[fe80::1]:554/s"
 
 
 def test_config_when_alias_and_version_both_or_neither_then_rejected() -> None:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from services.detector.model_cache import LoadedModel, ModelUnavailable
 from services.detector.service import DetectorService
 from tests.unit.fakes import FakeProducer, FakeStore, record
 from vidpipe.bus import DeadLetterPublisher
@@ -25,7 +24,10 @@ from vidpipe.events import (
     ObjectRef,
     encode_event,
 )
+from vidpipe.modelref import ModelSelector
 from vidpipe.topics import DETECTIONS, FRAMES_DECODED, METRICS
+from vidpipe_ml.cache import ModelUnavailable
+from vidpipe_ml.inference import LoadedModel
 
 MODEL = ModelRef(name="fixed", version="1")
 
@@ -61,9 +63,9 @@ class FakeModels:
     def __init__(self, available: bool = True) -> None:
         self.available = available
 
-    def resolve(self, config: ClientConfig) -> ModelRef:
+    def resolve(self, selector: ModelSelector) -> ModelRef:
         if not self.available:
-            raise ModelUnavailable(f"{config.model_uri}: no such alias")
+            raise ModelUnavailable(f"{selector.uri}: no such alias")
         return MODEL
 
     def get(self, ref: ModelRef) -> LoadedModel:

@@ -11,8 +11,9 @@ import numpy as np
 
 from services.renderer.clips import encode_clip
 from services.renderer.draw import draw_detections, label_color
-from services.renderer.service import RendererService, clip_key
+from services.renderer.service import RendererService
 from tests.unit.fakes import FakeProducer, FakeStore, record
+from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher
 from vidpipe.events import (
     DeadLetter,
@@ -88,7 +89,7 @@ async def test_handle_batch_when_detections_then_renders_metrics_and_clips_by_se
     assert sorted(m.frame_seq for m in metrics) == [0, 1, 2, 3, 4]
     assert all(m.stage == "renderer" and m.rendered_ts_ns for m in metrics)
     for segment, count in ((0, 3), (1, 2)):
-        clip = store.objects[("renders", clip_key("acme", "cam-1", segment))]
+        clip = store.objects[("renders", keys.clip("acme", "cam-1", segment).key)]
         with av.open(io.BytesIO(clip), mode="r") as container:
             assert len(list(container.decode(video=0))) == count
 
@@ -105,7 +106,7 @@ async def test_write_clip_when_restarted_mid_segment_then_includes_earlier_rende
     await service.flush_all()
     # then the clip holds both frames
     with av.open(
-        io.BytesIO(store.objects[("renders", clip_key("acme", "cam-1", 0))]), mode="r"
+        io.BytesIO(store.objects[("renders", keys.clip("acme", "cam-1", 0).key)]), mode="r"
     ) as c:
         assert len(list(c.decode(video=0))) == 2
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from services.evaluator.datasets import MemoryDatasetStore, load_dataset, upload_dataset
 from services.trainer.data import CocoDetection, make_loader
 from services.trainer.engine import evaluate, train_one_epoch
-from services.trainer.wrapper import BACKGROUND, ContractDetector, build_model, warm_start
+from tests.unit.fakes import MemoryDatasetStore
 from tests.unit.trainer.synthetic import BLUE, RED, synthetic_scenes
+from vidpipe.datasets import load_dataset, upload_dataset
+from vidpipe_ml.torchvision_models import BACKGROUND, ContractDetector, build_model, warm_start
 
 ARCHITECTURES = ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"]
 

@@ -1,0 +1,331 @@
+"""``vidpipe demo``: real video over real RTSP through every stage, then a summary.
+
+The model import, the Spark report job and the accuracy service are imported inside the
+functions that run them (torch, mlflow and pyspark are heavy).
+
+Steps: local stack up; vtest.avi fetched and served at ``rtsp://127.0.0.1:8554/vtest``;
+demo client + camera + config in Postgres (the camera's old objects removed, so counts are
+this run's); CenterNet registered if absent; metrics sink, detector and renderer started,
+then the decoder, which runs the finite stream once. The run ends when every decoded frame
+has been detected and rendered (or ``timeout_s`` passes), and the summary is read back
+from the end state in S3 plus the pipeline's own events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from infra.local import stack
+from infra.local.media import VTEST_FRAMES, prepare_vtest, start_rtsp_server, stop_rtsp_server
+from infra.local.processes import ServiceProcess, start_service
+from vidpipe import cameras, keys
+from vidpipe.cameras import CameraFields, CameraNotFound
+from vidpipe.configstore import ClientConfig, ConfigStore
+from vidpipe.metricsstore import MetricsStore
+from vidpipe.objectstore import ObjectStore
+from vidpipe.settings import ServiceSettings
+from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
+from vidpipe_cli.demo.dashboard import ensure_dashboard
+from vidpipe_cli.demo.watch import Observation, PipelineWatch
+
+log = logging.getLogger(__name__)
+
+DEMO_CLIENT = "demo"
+DEMO_CAMERA = "vtest-cam"
+RTSP_PORT = 8554
+#: glibc keeps freed memory instead of returning it to the OS on every tensor op; measured
+#: ~2x model throughput at batch 8 on CPU (see benchmarks/README.md).
+DETECTOR_CPU_ENV = {"MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """What to run: one client's camera reading ``url`` once to its end."""
+
+    client_id: str
+    camera_id: str
+    url: str
+    fps: float
+    expected_frames: int
+    score_threshold: float = 0.3
+
+
+def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
+    """Client, camera and model config in Postgres; the camera's old objects removed."""
+    store = ConfigStore(settings.postgres, settings.redis)
+    try:
+        store.put_client(run.client_id, run.client_id)
+        fields = CameraFields(name=run.camera_id, url=run.url, fps=run.fps)
+        with store.engine.begin() as conn:
+            try:
+                cameras.get_camera(conn, run.camera_id, run.client_id)
+                cameras.update_camera(conn, run.client_id, run.camera_id, fields)
+            except CameraNotFound:
+                cameras.create_camera(conn, run.client_id, run.camera_id, fields)
+        store.put_client_config(
+            ClientConfig(
+                client_id=run.client_id,
+                model_name="coco-centernet",
+                model_alias="production",
+                score_threshold=run.score_threshold,
+            )
+        )
+    finally:
+        store.close()
+    objects = ObjectStore(settings.s3)
+    prefix = keys.camera_prefix(run.client_id, run.camera_id)
+    for bucket in (FRAMES_BUCKET, ANNOTATIONS_BUCKET, RENDERS_BUCKET):
+        objects.delete_prefix(bucket, prefix)
+
+
+@contextmanager
+def running_services(
+    log_dir: Path, env: dict[str, dict[str, str]]
+) -> Iterator[list[ServiceProcess]]:
+    """Metrics sink, detector and renderer (extra env per name), stopped with SIGTERM on exit."""
+    procs = [
+        start_service(name, log_dir, env.get(name))
+        for name in ("metrics-sink", "detector", "renderer")
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+async def follow_run(
+    settings: ServiceSettings,
+    run: PipelineRun,
+    since_ns: int,
+    decoder: ServiceProcess,
+    services: list[ServiceProcess],
+    timeout_s: float,
+    console: Console | None = None,
+) -> Observation:
+    """Watch until the decoder has exited and every decoded frame was detected and rendered.
+
+    Raises:
+        RuntimeError: a service died, or ``timeout_s`` passed first; names the log to read.
+    """
+    watch = PipelineWatch(settings.kafka, run.client_id, run.camera_id, since_ns)
+    await watch.start()
+    deadline = time.monotonic() + timeout_s
+    progress = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+    )
+    bars = {
+        stage: progress.add_task(stage, total=run.expected_frames)
+        for stage in ("decoded", "detected", "rendered")
+    }
+    try:
+        with progress:
+            while True:
+                await watch.poll(500)
+                seen = watch.seen
+                counts = {
+                    "decoded": len(seen.decoded.at),
+                    "detected": len(seen.detected.at),
+                    "rendered": len(seen.rendered.at),
+                }
+                for stage, count in counts.items():
+                    progress.update(bars[stage], completed=count)
+                for proc in services:
+                    if not proc.alive():
+                        raise RuntimeError(f"{proc.name} exited early; see {proc.log_path}")
+                done_decoding = not decoder.alive()
+                decoded = set(seen.decoded.at)
+                if (
+                    done_decoding
+                    and decoded
+                    and decoded <= set(seen.detected.at)
+                    and decoded <= set(seen.rendered.at)
+                ):
+                    return seen
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"pipeline did not finish in {timeout_s:.0f} s: {counts}; "
+                        f"logs in {decoder.log_path.parent}"
+                    )
+    finally:
+        await watch.stop()
+
+
+def wait_for_metrics(
+    settings: ServiceSettings, run: PipelineRun, since_ns: int, frames: int, timeout_s: float
+) -> None:
+    """Wait until the metrics sink has merged every rendered frame into MongoDB, so a report
+    run right after sees the whole run. Logs a warning (not an error) on timeout: the
+    remaining metrics stay uncommitted in Kafka and are merged when the sink runs next."""
+    store = MetricsStore(settings.mongo)
+    query = {
+        "client_id": run.client_id,
+        "camera_id": run.camera_id,
+        "capture_ts_ns": {"$gte": since_ns},
+        "rendered_ts_ns": {"$gt": 0},
+    }
+    deadline = time.monotonic() + timeout_s
+    try:
+        while (merged := store.count(query)) < frames:
+            if time.monotonic() > deadline:
+                log.warning("metrics sink merged %d of %d frames so far", merged, frames)
+                return
+            time.sleep(1)
+    finally:
+        store.close()
+
+
+def summarize(settings: ServiceSettings, run: PipelineRun, seen: Observation) -> dict[str, Any]:
+    """The demo summary: counts from the end state in S3, timings from the events."""
+    objects = ObjectStore(settings.s3)
+    prefix = keys.camera_prefix(run.client_id, run.camera_id)
+    renders = list(objects.iter_keys(RENDERS_BUCKET, prefix))
+    clips = sorted(k for k in renders if k.endswith(".mp4"))
+    return {
+        "frames_decoded": sum(1 for _ in objects.iter_keys(FRAMES_BUCKET, prefix)),
+        "frames_detected": sum(1 for _ in objects.iter_keys(ANNOTATIONS_BUCKET, prefix)),
+        "frames_rendered": sum(1 for k in renders if k.endswith(".jpg")),
+        "detections_by_label": seen.detections_by_label(),
+        "dead_letters": seen.dead_letters,
+        "latency_ms": seen.latency_percentiles(),
+        "throughput_fps": {
+            "decoder": seen.decoded.throughput_fps(),
+            "detector": seen.detected.throughput_fps(),
+            "renderer": seen.rendered.throughput_fps(),
+        },
+        "clip": f"{RENDERS_BUCKET}/{clips[0]}" if clips else None,
+        "model": seen.model.model_dump() if seen.model else None,
+    }
+
+
+def run_pipeline(
+    settings: ServiceSettings,
+    run: PipelineRun,
+    log_dir: Path,
+    timeout_s: float = 900.0,
+    console: Console | None = None,
+) -> tuple[dict[str, Any], Observation]:
+    """Run decoder -> detector -> renderer (+ metrics sink) on ``run``; returns the summary
+    and the raw per-frame observation."""
+    prepare_camera(settings, run)
+    since_ns = time.time_ns()
+    # One clip spans the whole run.
+    clip_frames = str(max(2, run.expected_frames + 100))
+    env = {"renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames}, "detector": DETECTOR_CPU_ENV}
+    with running_services(log_dir, env) as services:
+        decoder_env = {"VIDPIPE_CAMERA_ID": run.camera_id, "VIDPIPE_RECONNECT": "false"}
+        decoder = start_service("decoder", log_dir, decoder_env)
+        try:
+            seen = asyncio.run(
+                follow_run(settings, run, since_ns, decoder, services, timeout_s, console)
+            )
+        finally:
+            decoder.stop()
+        if decoder.wait(1) not in (0, None):
+            raise RuntimeError(f"decoder failed; see {decoder.log_path}")
+        wait_for_metrics(settings, run, since_ns, len(seen.rendered.at), timeout_s=180)
+    # Services are stopped: the renderer has written its last clip.
+    return summarize(settings, run, seen), seen
+
+
+def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[str, Any]:
+    from vidpipe_ml.registry import ensure_centernet
+
+    console = Console() if Console().is_terminal else Console(width=160)
+    stack.up(settings, state_dir)
+    _, mp4 = prepare_vtest(state_dir / "assets")
+    version = ensure_centernet(
+        settings.mlflow.tracking_uri,
+        "coco-centernet",
+        "production",
+        state_dir / "assets" / "centernet",
+    )
+    console.print(f"model: models:/coco-centernet@production (version {version})")
+    started = datetime.now(UTC)
+    log_dir = state_dir / "log" / "demo"
+    rtsp = start_rtsp_server(mp4, RTSP_PORT, "/vtest", log_dir / "rtsp-server.log")
+    run = PipelineRun(
+        client_id=DEMO_CLIENT,
+        camera_id=DEMO_CAMERA,
+        url=f"rtsp://127.0.0.1:{RTSP_PORT}/vtest",
+        fps=10.0,
+        expected_frames=VTEST_FRAMES,
+    )
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    try:
+        console.print(f"streaming {run.url} (real time, ~{run.expected_frames / run.fps:.0f} s)")
+        summary, _ = run_pipeline(settings, run, log_dir, console=console)
+    finally:
+        stop_rtsp_server(rtsp)
+    summary.update(evaluate_run(console, started))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "demo-summary.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print_summary(console, summary, path)
+    access = ensure_dashboard(DEMO_CLIENT, state_dir)
+    console.print(
+        f"dashboard: {access.url}  (sign in as {access.email} / {access.password}; "
+        "it keeps running until `vidpipe down`)"
+    )
+    return summary
+
+
+def evaluate_run(console: Console, started: datetime) -> dict[str, Any]:
+    """The Spark report over the run's hours and ``coco-centernet@production``'s accuracy on
+    the hand-labelled ``vtest-persons`` set (single class, so mAP@.5 = person AP@.5)."""
+    from services.accuracy.service import evaluate_accuracy
+    from services.reports.report import generate_report
+    from services.reports.settings import ReportSettings
+    from services.reports.tables import print_run
+    from vidpipe.datasets import VTEST_PERSONS
+    from vidpipe_cli.datasets import prepare_builtin_dataset
+    from vidpipe_cli.evaluate import accuracy_table
+
+    settings = ReportSettings()
+    console.print("running the Spark report job over this run ...")
+    report = generate_report(settings, started, None)
+    print_run(report, console)
+    console.print(f"evaluating accuracy on {VTEST_PERSONS} ...")
+    prepare_builtin_dataset(ObjectStore(settings.s3), VTEST_PERSONS)
+    accuracy = evaluate_accuracy(settings, VTEST_PERSONS, "coco-centernet@production")
+    console.print(accuracy_table(accuracy))
+    return {"report_rows": len(report.rows), "map_50": round(accuracy.map_50, 4)}
+
+
+def print_summary(console: Console, summary: dict[str, Any], path: Path) -> None:
+    table = Table(title="vidpipe demo", show_header=False)
+    for key in ("frames_decoded", "frames_detected", "frames_rendered", "dead_letters"):
+        table.add_row(key, str(summary[key]))
+    table.add_row("latency p50 / p95", "{p50} / {p95} ms".format(**summary["latency_ms"]))
+    table.add_row(
+        "throughput (fps)", ", ".join(f"{k} {v}" for k, v in summary["throughput_fps"].items())
+    )
+    top = list(summary["detections_by_label"].items())[:6]
+    table.add_row("detections", ", ".join(f"{k} {v}" for k, v in top) or "none")
+    table.add_row("clip", f"s3://{summary['clip']}")
+    model = summary["model"] or {}
+    table.add_row("model", f"{model.get('name')} v{model.get('version')}")
+    if "report_rows" in summary:
+        table.add_row("report rows", str(summary["report_rows"]))
+        table.add_row("person AP@.5 (vtest-persons)", f"{summary['map_50']:.3f}")
+    console.print(table)
+    console.print(f"summary written to {path}")

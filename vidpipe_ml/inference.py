@@ -1,0 +1,77 @@
+"""The inference API every caller uses: JPEG decoding and batched detection with any
+registered model (the detector, the accuracy evaluation and the trainer's checks alike).
+
+Model contract (:class:`LoadedModel`): ``module(images)`` takes ``list[Tensor[3, H, W]]``
+float32 RGB in 0..1 of any size and returns, per image, ``{"boxes": [N, 4] float xyxy px,
+"scores": [N] float, "labels": [N] int64}`` (torchvision's detection inference contract);
+``labels[i]`` names label id ``i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from vidpipe.events import Detection, ModelRef
+
+
+class UndecodableImage(ValueError):
+    """The bytes are not a decodable JPEG/PNG."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A resolved registry version, its module (see the module doc) and its label names."""
+
+    ref: ModelRef
+    module: torch.nn.Module
+    labels: tuple[str, ...]
+
+
+def decode_frame(data: bytes) -> torch.Tensor:
+    """JPEG/PNG bytes -> uint8 tensor ``[3, H, W]``, RGB. Raises :class:`UndecodableImage`."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise UndecodableImage(f"undecodable image ({len(data)} bytes)")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+@torch.inference_mode()
+def detect_batch(
+    model: LoadedModel, images: Sequence[torch.Tensor], device: torch.device
+) -> list[list[Detection]]:
+    """Run ``model`` once on a batch of frames.
+
+    Args:
+        images: uint8 ``[3, H, W]`` RGB tensors (sizes may differ).
+    Returns:
+        Per image, every detection the model emits (boxes xyxy in that image's pixels,
+        clamped to it, rounded to 0.1 px; scores clamped to [0, 1]), before any client
+        filtering.
+    """
+    inputs = [img.to(device, non_blocking=True).float().div_(255.0) for img in images]
+    outputs = model.module(inputs)
+    results: list[list[Detection]] = []
+    for img, out in zip(images, outputs, strict=True):
+        height, width = int(img.shape[1]), int(img.shape[2])
+        boxes = out["boxes"].float().cpu()
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        scores = out["scores"].float().cpu().clamp(0, 1).tolist()
+        labels = out["labels"].cpu().tolist()
+        results.append(
+            [
+                Detection(
+                    box=(round(b[0], 1), round(b[1], 1), round(b[2], 1), round(b[3], 1)),
+                    score=round(s, 4),
+                    label=model.labels[lbl],
+                )
+                for b, s, lbl in zip(boxes.tolist(), scores, labels, strict=True)
+            ]
+        )
+    return results
