@@ -47,6 +47,7 @@ class ClientConfig(BaseModel):
     def _one_model_selector(self) -> ClientConfig:
         if (self.model_alias is None) == (self.model_version is None):
             raise ValueError("set exactly one of model_alias or model_version")
+        self.model  # noqa: B018 - the reference follows vidpipe.modelref's rules
         return self
 
     @property
