@@ -30,7 +30,8 @@ class ClientConfig(BaseModel):
     """What the detector does with one client's frames.
 
     Exactly one of ``model_alias`` / ``model_version`` is set. ``classes_of_interest`` empty
-    means every label the model knows. ``score_threshold`` is in [0, 1].
+    means every label the model knows. ``score_threshold`` is in [0, 1]. A frame older than
+    ``max_frame_age_ms`` (from capture) when the detector would run it is dropped.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
@@ -42,6 +43,9 @@ class ClientConfig(BaseModel):
     score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     classes_of_interest: tuple[str, ...] = ()
     sampling_fps: float | None = Field(default=None, gt=0)
+    max_frame_age_ms: int | None = Field(
+        default=None, ge=1, description="frame-age budget; None: the detector's default"
+    )
 
     @model_validator(mode="after")
     def _one_model_selector(self) -> ClientConfig:

@@ -73,6 +73,8 @@ client_configs = sa.Table(
     ),
     sa.Column("sampling_fps", sa.Double(), nullable=True),
     _created("updated_at"),
+    # frame-age budget in ms; NULL: the detector's default
+    sa.Column("max_frame_age_ms", sa.Integer(), nullable=True),
     sa.CheckConstraint(
         "score_threshold >= 0 AND score_threshold <= 1",
         name="ck_client_configs_score_threshold_range",
@@ -84,6 +86,10 @@ client_configs = sa.Table(
     sa.CheckConstraint(
         "sampling_fps IS NULL OR sampling_fps > 0",
         name="ck_client_configs_sampling_fps_positive",
+    ),
+    sa.CheckConstraint(
+        "max_frame_age_ms IS NULL OR max_frame_age_ms > 0",
+        name="ck_client_configs_max_frame_age_positive",
     ),
 )
 

@@ -99,16 +99,21 @@ class FrameMetrics(FrameRef):
     """Per-frame, per-stage performance facts. Topic ``metrics.v1``, key = camera_id.
 
     Each stage emits its own; the metrics sink merges them into one document per frame
-    (upsert by ``frame_id``), so only the fields a stage knows are set.
+    (upsert by ``frame_id``), so only the fields a stage knows are set. ``dropped`` marks a
+    frame a stage gave up on (``drop_reason`` says why): the decoder skips frames when
+    publishing lags the stream, the detector drops frames older than their age budget.
     """
 
     schema_version: Literal[1] = 1
-    stage: Literal["detector", "renderer"]
+    stage: Literal["decoder", "detector", "renderer"]
     capture_ts_ns: int = Field(gt=0)
     decoded_ts_ns: int | None = None
     detected_ts_ns: int | None = None
     rendered_ts_ns: int | None = None
     model: ModelRef | None = None
+    backend: str | None = Field(
+        default=None, description="where the model ran, e.g. openvino-bf16, torch-f32"
+    )
     batch_size: int | None = Field(default=None, ge=1)
     inference_ms: float | None = Field(default=None, ge=0)
     detections_by_label: dict[str, int] = Field(default_factory=dict)

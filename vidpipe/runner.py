@@ -6,8 +6,8 @@ way for every service::
 
     logging (once) -> SIGTERM/SIGINT stop signal -> Prometheus /metrics -> producer start
     -> wiring (stores, models, background tasks) -> consumer start (group join)
-    -> poll / handle / commit until stopped -> consumer stop -> wiring clean-ups
-    -> producer flush and stop
+    -> "<service> started" logged, gauge ``vidpipe_ready`` 1 -> poll / handle / commit
+    until stopped -> consumer stop -> wiring clean-ups -> producer flush and stop
 
 Clean-ups a wiring registers on ``context.exit_stack`` run after the consumer has left its
 group and before the producer is flushed, so a final flush may still publish.
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Gauge
 
 from vidpipe.bus import (
     BatchHandler,
@@ -36,6 +37,10 @@ from vidpipe.runtime import install_stop_signal, serve_metrics
 from vidpipe.settings import ConsumerSettings, KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
+
+READY = Gauge(
+    "vidpipe_ready", "1 while the service consumes (wired, in its consumer group)", ["service"]
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ async def consume(
                 on_idle=wired.on_idle,
             )
         finally:
+            READY.labels(spec.service).set(0)
             stop.set()
     log.info("%s stopped", spec.service)
 

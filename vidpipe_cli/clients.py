@@ -38,6 +38,9 @@ def set_config(
     version: Annotated[str | None, typer.Option(help="fixed model version")] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
     classes: Annotated[str, typer.Option(help="comma-separated labels; empty = all")] = "",
+    max_frame_age_ms: Annotated[
+        int | None, typer.Option(min=1, help="frame-age budget (default: the detector's)")
+    ] = None,
 ) -> None:
     """Set a client's model and filters; the detector applies it on its next frames."""
     try:
@@ -53,6 +56,7 @@ def set_config(
         model_version=selector.version,
         score_threshold=threshold,
         classes_of_interest=tuple(c.strip() for c in classes.split(",") if c.strip()),
+        max_frame_age_ms=max_frame_age_ms,
     )
     store = _store()
     try:

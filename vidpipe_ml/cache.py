@@ -7,14 +7,21 @@ are kept per (name, version) in a bounded LRU: loading the ``max_models + 1``-th
 evicts the least recently used one and releases its memory (device memory included). A
 failure to resolve or load is remembered briefly so a missing model does not turn every
 frame into a registry round trip.
+
+Each version runs on the backend :func:`vidpipe_ml.backends.choose_backend` picks from the
+requested backend and precision and the OpenVINO artifacts stored with the version
+(:mod:`vidpipe_ml.optimize`); an artifact that cannot be fetched or compiled leaves the
+version on PyTorch, with a warning.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import tempfile
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import mlflow
 import torch
@@ -22,7 +29,9 @@ from mlflow import MlflowClient
 
 from vidpipe.events import ModelRef
 from vidpipe.modelref import ModelSelector
+from vidpipe_ml.backends import TORCH, BackendChoice, OpenVinoNetwork, choose_backend
 from vidpipe_ml.inference import LoadedModel
+from vidpipe_ml.optimize import StoredIR
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +48,15 @@ class ModelCache:
         alias_refresh_s: float = 10.0,
         failure_ttl_s: float = 10.0,
         max_models: int = 4,
+        backend: str = "auto",
+        precision: str = "auto",
+        ir_dir: Path | None = None,
     ) -> None:
         if max_models < 1:
             raise ValueError(f"max_models must be at least 1, got {max_models}")
+        self._backend = backend
+        self._precision = precision
+        self._ir_dir = ir_dir or Path(tempfile.mkdtemp(prefix="vidpipe-ir-"))
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._tracking_uri = tracking_uri
         self._device = device
@@ -100,19 +115,43 @@ class ModelCache:
             self._remember_failure(uri, str(exc))
             raise ModelUnavailable(f"{uri}: cannot load ({exc})") from exc
         module.eval().to(self._device)
-        loaded = LoadedModel(ref=ref, module=module, labels=labels)
+        choice, network = self._backend_for(ref, module)
+        loaded = LoadedModel(ref, module, labels, choice, network)
         self._models[ref] = loaded
         log.info(
             "model loaded",
             extra={
                 "model": uri,
                 "labels": len(labels),
+                "backend": str(choice),
                 "load_s": round(time.perf_counter() - started, 2),
             },
         )
         while len(self._models) > self._max_models:
             self._evict()
         return loaded
+
+    def _backend_for(
+        self, ref: ModelRef, module: torch.nn.Module
+    ) -> tuple[BackendChoice, OpenVinoNetwork | None]:
+        """The backend the version runs on, and its OpenVINO network when that is it."""
+        if self._backend == "torch" or (self._backend == "auto" and self._device.type == "cuda"):
+            return TORCH, None
+        try:
+            tags = self._client.get_model_version(ref.name, ref.version).tags or {}
+            stored = StoredIR.of(tags)
+            passed = stored.download(self._ir_dir / ref.name / ref.version) if stored.passed else {}
+            choice = choose_backend(
+                self._backend, self._precision, self._device, module, passed, stored.precision
+            )
+            if choice.name == "openvino":
+                return choice, OpenVinoNetwork(passed[choice.precision], choice.precision)
+        except Exception as exc:  # serve in PyTorch rather than not at all
+            log.warning(
+                "models:/%s/%s stays on PyTorch: %s", ref.name, ref.version, exc,
+                extra={"requested_backend": self._backend, "precision": self._precision},
+            )  # fmt: skip
+        return TORCH, None
 
     def _evict(self) -> None:
         ref, _ = self._models.popitem(last=False)

@@ -4,19 +4,22 @@ registered model (the detector, the accuracy evaluation and the trainer's checks
 Model contract (:class:`LoadedModel`): ``module(images)`` takes ``list[Tensor[3, H, W]]``
 float32 RGB in 0..1 of any size and returns, per image, ``{"boxes": [N, 4] float xyxy px,
 "scores": [N] float, "labels": [N] int64}`` (torchvision's detection inference contract);
-``labels[i]`` names label id ``i``.
+``labels[i]`` names label id ``i``. A model whose network runs on another backend
+(:mod:`vidpipe_ml.backends`) is called the same way: :meth:`LoadedModel.predict`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 import torch
 
 from vidpipe.events import Detection, ModelRef
+from vidpipe_ml.backends import TORCH, BackendChoice, Splittable
 
 
 class UndecodableImage(ValueError):
@@ -25,11 +28,23 @@ class UndecodableImage(ValueError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A resolved registry version, its module (see the module doc) and its label names."""
+    """A resolved registry version, its module (see the module doc), its label names, and
+    where its network runs: ``network`` is set when that is not the module itself (an
+    OpenVINO network of a :class:`~vidpipe_ml.backends.Splittable` module)."""
 
     ref: ModelRef
     module: torch.nn.Module
     labels: tuple[str, ...]
+    backend: BackendChoice = TORCH
+    network: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] | None = None
+
+    def predict(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The model contract's call, on this model's backend."""
+        if self.network is None:
+            result: list[dict[str, torch.Tensor]] = self.module(images)
+            return result
+        split = cast(Splittable, self.module)
+        return split.finish(self.network(split.prepare(images)), images)
 
 
 def decode_frame(data: bytes) -> torch.Tensor:
@@ -55,7 +70,7 @@ def detect_batch(
         filtering.
     """
     inputs = [img.to(device, non_blocking=True).float().div_(255.0) for img in images]
-    outputs = model.module(inputs)
+    outputs = model.predict(inputs)
     results: list[list[Detection]] = []
     for img, out in zip(images, outputs, strict=True):
         height, width = int(img.shape[1]), int(img.shape[2])

@@ -267,6 +267,8 @@ class ServiceProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    #: where this process's output starts in the (appended) log file
+    log_offset: int = 0
 
     @property
     def pid(self) -> int:
@@ -293,6 +295,20 @@ class ServiceProcess:
         self.popen.kill()
         self.popen.wait()
 
+    def wait_logged(self, text: str, timeout_s: float) -> None:
+        """Wait until the process's log holds ``text`` (e.g. "detector started").
+
+        Raises:
+            StackError: the process exited, or ``timeout_s`` passed first.
+        """
+        deadline = time.monotonic() + timeout_s
+        while text.encode() not in self.log_path.read_bytes()[self.log_offset :]:
+            if not self.alive():
+                raise StackError(f"{self.name} exited before logging {text!r}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{self.name} did not log {text!r} in {timeout_s:.0f} s")
+            time.sleep(0.2)
+
     def wait(self, timeout_s: float) -> int | None:
         """The exit code once the process has exited, or ``None`` after ``timeout_s``."""
         try:
@@ -310,6 +326,7 @@ def start_service(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}{tag}.log"
     with log_path.open("ab") as log_file:
+        offset = log_file.tell()
         popen = subprocess.Popen(
             [sys.executable, "-m", SERVICES[name]],
             stdin=subprocess.DEVNULL,
@@ -319,4 +336,4 @@ def start_service(
             start_new_session=True,
         )
     logger.info("started %s (pid %d, log %s)", name, popen.pid, log_path)
-    return ServiceProcess(name, popen, log_path)
+    return ServiceProcess(name, popen, log_path, offset)

@@ -40,6 +40,9 @@ class ConfigIn(BaseModel):
     score_threshold: float = Field(ge=0.0, le=1.0)
     classes_of_interest: list[str] = Field(default_factory=list, max_length=500)
     sampling_fps: float | None = Field(default=None, gt=0, le=120)
+    max_frame_age_ms: int | None = Field(
+        default=None, ge=100, le=3_600_000, description="frame-age budget; null: the default"
+    )
 
     @model_validator(mode="after")
     def _one_selector(self) -> ConfigIn:
@@ -58,6 +61,7 @@ class ConfigOut(BaseModel):
     score_threshold: float
     classes_of_interest: list[str]
     sampling_fps: float | None
+    max_frame_age_ms: int | None
     model_uri: str
 
 
@@ -114,6 +118,7 @@ def put_config(resources: Resources, client_id: str, body: ConfigIn) -> ConfigOu
         score_threshold=body.score_threshold,
         classes_of_interest=tuple(classes),
         sampling_fps=body.sampling_fps,
+        max_frame_age_ms=body.max_frame_age_ms,
     )
     resources.configs.put_client_config(config)
     log.info(

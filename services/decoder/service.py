@@ -16,8 +16,8 @@ import numpy as np
 from prometheus_client import Counter
 
 from vidpipe import keys
-from vidpipe.events import FrameDecoded, FrameRef, encode_event
-from vidpipe.topics import FRAMES_DECODED
+from vidpipe.events import FrameDecoded, FrameMetrics, FrameRef, encode_event
+from vidpipe.topics import FRAMES_DECODED, METRICS
 
 FRAMES_DECODED_TOTAL = Counter("vidpipe_decoder_frames_total", "Frames stored and published")
 
@@ -79,4 +79,20 @@ class DecoderService:
         FRAMES_DECODED_TOTAL.inc()
         return await self._producer.send(
             FRAMES_DECODED, encode_event(event), key=self._camera_id.encode()
+        )
+
+    async def skip_frame(self, frame_seq: int, capture_ts_ns: int) -> Awaitable[Any]:
+        """Record a frame read but not published (the loop lagged): a ``dropped`` metrics
+        record of stage ``decoder``; returns the send's delivery future."""
+        metrics = FrameMetrics(
+            client_id=self._client_id,
+            camera_id=self._camera_id,
+            frame_seq=frame_seq,
+            stage="decoder",
+            capture_ts_ns=capture_ts_ns,
+            dropped=True,
+            drop_reason="skipped by the decoder: publishing lagged behind the stream",
+        )
+        return await self._producer.send(
+            METRICS, encode_event(metrics), key=self._camera_id.encode()
         )

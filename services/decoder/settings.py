@@ -15,7 +15,11 @@ class DecoderSettings(ServiceSettings):
     reconnect: bool = Field(default=True, description="reconnect when a live stream drops")
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
-    queue_size: int = Field(default=32, ge=1, description="frames buffered between read and upload")
+    buffer_frames: int = Field(
+        default=8,
+        ge=1,
+        description="frames waiting between read and upload; when full the oldest is skipped",
+    )
     metrics_port: int | None = Field(
         default=None,
         description="Prometheus /metrics port (one decoder per camera)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import torch
@@ -9,10 +10,11 @@ import torch
 from services.detector.service import DetectorService
 from services.detector.settings import DetectorSettings
 from vidpipe.configstore import ConfigStore
+from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
 from vidpipe.topics import FRAMES_DECODED
-from vidpipe_ml.cache import ModelCache
+from vidpipe_ml.cache import ModelCache, ModelUnavailable
 
 log = logging.getLogger("services.detector")
 
@@ -23,6 +25,17 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def preload(models: ModelCache, refs: list[str]) -> None:
+    """Load ``refs`` now; one that cannot be loaded is logged and left to load on demand."""
+    for ref in refs:
+        try:
+            loaded = models.get(models.resolve(parse_model_ref(ref)))
+        except (ModelUnavailable, ValueError) as exc:
+            log.warning("model %s not preloaded: %s", ref, exc)
+            continue
+        log.info("model %s preloaded on %s", ref, loaded.backend, extra={"model": ref})
+
+
 def wiring(settings: DetectorSettings) -> Wiring:
     async def wire(context: ConsumerContext) -> Wired:
         if settings.torch_threads:
@@ -30,15 +43,19 @@ def wiring(settings: DetectorSettings) -> Wiring:
         device = pick_device(settings.device)
         configs = ConfigStore(settings.postgres, settings.redis)
         context.exit_stack.callback(configs.close)
+        models = ModelCache(
+            settings.mlflow.tracking_uri,
+            device,
+            settings.alias_refresh_s,
+            max_models=settings.max_models,
+            backend=settings.backend,
+            precision=settings.precision,
+        )
+        await asyncio.to_thread(preload, models, settings.preload_models)
         service = DetectorService(
             store=ObjectStore(settings.s3, max_connections=settings.fetch_concurrency * 2),
             configs=configs,
-            models=ModelCache(
-                settings.mlflow.tracking_uri,
-                device,
-                settings.alias_refresh_s,
-                max_models=settings.max_models,
-            ),
+            models=models,
             producer=context.producer,
             dead_letters=context.dead_letters,
             device=device,

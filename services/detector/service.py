@@ -103,7 +103,7 @@ class DetectorService:
         self._device = device
         self._batch_size = batch_size
         self._fetch_slots = asyncio.Semaphore(fetch_concurrency)
-        self._max_age_ns = None if max_frame_age_ms is None else max_frame_age_ms * 1_000_000
+        self._max_age_ms = max_frame_age_ms
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
@@ -116,7 +116,10 @@ class DetectorService:
             by_model.setdefault(w.model.ref, []).append(w)
         for items in by_model.values():
             for start in range(0, len(items), self._batch_size):
-                pending += await self._detect_chunk(items[start : start + self._batch_size])
+                # the budget again: earlier chunks took time, these frames aged meanwhile
+                chunk = self._within_budget(items[start : start + self._batch_size], pending)
+                if chunk:
+                    pending += await self._detect_chunk(chunk)
         await self._dead_letters.publish(rejected)
         await asyncio.gather(*pending)
         FRAMES.labels("dead_lettered").inc(len(rejected))
@@ -144,13 +147,7 @@ class DetectorService:
                     )
                 )
                 continue
-            if self._max_age_ns is not None and now - frame.capture_ts_ns > self._max_age_ns:
-                FRAMES.labels("dropped_too_old").inc()
-                age_ms = (now - frame.capture_ts_ns) / 1e6
-                dropped = _frame_metrics(
-                    frame, drop_reason=f"frame age {age_ms:.0f} ms over budget"
-                )
-                pending.append(self._send_metrics(dropped))
+            if self._stale(frame, config, now, pending):
                 continue
             try:
                 model = self._models.get(self._models.resolve(config.model))
@@ -159,6 +156,33 @@ class DetectorService:
                 continue
             work.append(_Work(rec, frame, config, model))
         return work
+
+    def _budget_ms(self, config: ClientConfig) -> int | None:
+        """The client's frame-age budget, else the service's (None: no budget)."""
+        return config.max_frame_age_ms or self._max_age_ms
+
+    def _within_budget(self, work: list[_Work], pending: list[Awaitable[Any]]) -> list[_Work]:
+        """``work`` without the frames that aged past their budget meanwhile."""
+        now = time.time_ns()
+        return [w for w in work if not self._stale(w.frame, w.config, now, pending)]
+
+    def _stale(
+        self,
+        frame: FrameDecoded,
+        config: ClientConfig,
+        now: int,
+        pending: list[Awaitable[Any]],
+    ) -> bool:
+        """Whether ``frame`` is older than its client's budget at ``now`` (ns); a stale frame
+        is counted and recorded as ``dropped`` (its metrics send joins ``pending``)."""
+        budget = self._budget_ms(config)
+        age_ms = (now - frame.capture_ts_ns) / 1e6
+        if budget is None or age_ms <= budget:
+            return False
+        FRAMES.labels("dropped_too_old").inc()
+        reason = f"frame age {age_ms:.0f} ms over the {budget} ms budget"
+        pending.append(self._send_metrics(_frame_metrics(frame, drop_reason=reason)))
+        return True
 
     async def _fetch(self, w: _Work, rejected: list[Rejected]) -> None:
         async with self._fetch_slots:
@@ -210,7 +234,7 @@ class DetectorService:
                 self._send_metrics(
                     _frame_metrics(
                         w.frame,
-                        detected=(model.ref, dets, published_ns),
+                        detected=(model, dets, published_ns),
                         batch=(len(items), inference_s),
                     )
                 )
@@ -232,7 +256,7 @@ class DetectorService:
 def _frame_metrics(
     frame: FrameDecoded,
     *,
-    detected: tuple[ModelRef, Sequence[Detection], int] | None = None,
+    detected: tuple[LoadedModel, Sequence[Detection], int] | None = None,
     batch: tuple[int, float] | None = None,
     drop_reason: str | None = None,
 ) -> FrameMetrics:
@@ -245,7 +269,8 @@ def _frame_metrics(
         scores = [d.score for d in detections]
         facts = {
             "detected_ts_ns": detected_ns,
-            "model": model,
+            "model": model.ref,
+            "backend": str(model.backend),
             "detections_by_label": dict(Tally(d.label for d in detections)),
             "max_score": max(scores) if scores else None,
             "mean_score": round(sum(scores) / len(scores), 4) if scores else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from vidpipe.settings import ServiceSettings
@@ -13,10 +15,26 @@ class DetectorSettings(ServiceSettings):
     batch_timeout_ms: int = Field(default=50, ge=1, description="max wait to fill a batch")
     fetch_concurrency: int = Field(default=16, ge=1, description="parallel S3 GETs")
     max_frame_age_ms: int | None = Field(
-        default=None, ge=1, description="drop (and count) frames older than this; None = never"
+        default=2000,
+        ge=1,
+        description="drop (and count) frames older than this from capture, unless the client's "
+        "config sets its own; None: never",
     )
     device: str = Field(default="auto", description="'auto' (cuda if present), 'cpu', 'cuda:0'")
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        default="auto",
+        description="auto: CUDA torch on a GPU, else OpenVINO when the model version has an "
+        "artifact that passed the parity gate, else torch",
+    )
+    precision: Literal["auto", "f32", "bf16", "int8"] = Field(
+        default="auto", description="OpenVINO precision; auto: the fastest that passed"
+    )
     torch_threads: int | None = Field(default=None, ge=1)
     alias_refresh_s: float = Field(default=10.0, gt=0, description="re-resolve aliases after")
     max_models: int = Field(default=4, ge=1, description="model versions kept loaded (LRU)")
+    preload_models: list[str] = Field(
+        default=["coco-centernet@production"],
+        description="model references loaded before consuming, so the first frames do not "
+        "wait for a model load (and age past their budget)",
+    )
     metrics_port: int | None = Field(default=9102, description="Prometheus /metrics port")

@@ -27,6 +27,8 @@ from vidpipe.datasets import load_dataset
 from vidpipe.jobs import TrainingJob
 from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
+from vidpipe_ml.backends import Splittable
+from vidpipe_ml.optimize import optimize_version
 from vidpipe_ml.registry import log_registered_model
 from vidpipe_ml.torchvision_models import ContractDetector, build_model, warm_start
 
@@ -278,4 +280,31 @@ def train_job(
         "model registered",
         extra={"job_id": job.job_id, "model": name, "version": version, "alias": "candidate"},
     )
+    optimize_registered(settings, name, version, wrapped, eval_data, train_data)
     return TrainedModel(name=name, version=version, run_id=run_id)
+
+
+def optimize_registered(
+    settings: TrainerSettings,
+    name: str,
+    version: str,
+    module: torch.nn.Module,
+    eval_data: CocoDetection,
+    train_data: CocoDetection,
+) -> None:
+    """Try OpenVINO artifacts for the new version (:func:`vidpipe_ml.optimize.optimize_version`:
+    parity gate on the evaluation set, calibration on training images); the outcome, also
+    "not convertible", is recorded on the version. A failure here never fails the job."""
+    calibration = (
+        [(train_data[i][0] * 255).to(torch.uint8) for i in range(min(len(train_data), 100))]
+        if isinstance(module, Splittable)  # else the outcome is "not convertible" at once
+        else []
+    )
+    try:
+        result = optimize_version(
+            settings.mlflow.tracking_uri, name, version, eval_data.dataset, calibration, module
+        )
+    except Exception:
+        log.exception("optimization failed; the version runs in PyTorch", extra={"model": name})
+        return
+    log.info("optimization: %s", result.summary())

@@ -17,7 +17,7 @@ from psycopg import sql
 from infra.local.health import maintenance_conninfo
 from infra.local.stack import DEFAULT_STATE_DIR, up
 from vidpipe.settings import ServiceSettings
-from vidpipe_ml.registry import ensure_centernet
+from vidpipe_cli.models import ensure_detector
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +35,8 @@ def stack(stack_settings: ServiceSettings) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def model_version(stack: None, stack_settings: ServiceSettings) -> str:
     """``coco-centernet@production`` registered and loadable (imported if absent, or left by
-    an older code layout) before any integration test runs."""
-    return ensure_centernet(
-        stack_settings.mlflow.tracking_uri,
-        "coco-centernet",
-        "production",
-        DEFAULT_STATE_DIR / "assets" / "centernet",
-    )
+    an older code layout) and optimized for OpenVINO, before any integration test runs."""
+    return ensure_detector(stack_settings)
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from vidpipe.settings import ServiceSettings
 from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
 from vidpipe_cli.demo.dashboard import ensure_dashboard
 from vidpipe_cli.demo.watch import Observation, PipelineWatch
+from vidpipe_cli.models import ensure_detector
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,13 @@ def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
 def running_services(
     log_dir: Path, env: dict[str, dict[str, str]]
 ) -> Iterator[list[ServiceProcess]]:
-    """Metrics sink, detector and renderer (extra env per name), stopped with SIGTERM on exit."""
-    procs = [
-        start_service(name, log_dir, env.get(name))
-        for name in ("metrics-sink", "detector", "renderer")
-    ]
+    """Metrics sink, detector and renderer (extra env per name), each consuming (models
+    loaded, group joined) when this yields; stopped with SIGTERM on exit."""
+    names = ("metrics-sink", "detector", "renderer")
+    procs = [start_service(name, log_dir, env.get(name)) for name in names]
     try:
+        for proc in procs:
+            proc.wait_logged(f"{proc.name} started", timeout_s=180)
         yield procs
     finally:
         for proc in reversed(procs):
@@ -144,22 +146,15 @@ async def follow_run(
                 seen = watch.seen
                 counts = {
                     "decoded": len(seen.decoded.at),
-                    "detected": len(seen.detected.at),
-                    "rendered": len(seen.rendered.at),
+                    "detected": len(seen.detected.at) + len(seen.dropped["detector"]),
+                    "rendered": len(seen.rendered.at) + len(seen.dropped["detector"]),
                 }
                 for stage, count in counts.items():
                     progress.update(bars[stage], completed=count)
                 for proc in services:
                     if not proc.alive():
                         raise RuntimeError(f"{proc.name} exited early; see {proc.log_path}")
-                done_decoding = not decoder.alive()
-                decoded = set(seen.decoded.at)
-                if (
-                    done_decoding
-                    and decoded
-                    and decoded <= set(seen.detected.at)
-                    and decoded <= set(seen.rendered.at)
-                ):
+                if not decoder.alive() and seen.settled():
                     return seen
                 if time.monotonic() > deadline:
                     raise RuntimeError(
@@ -205,6 +200,7 @@ def summarize(settings: ServiceSettings, run: PipelineRun, seen: Observation) ->
         "frames_detected": sum(1 for _ in objects.iter_keys(ANNOTATIONS_BUCKET, prefix)),
         "frames_rendered": sum(1 for k in renders if k.endswith(".jpg")),
         "detections_by_label": seen.detections_by_label(),
+        "frames_dropped": {stage: len(seqs) for stage, seqs in seen.dropped.items()},
         "dead_letters": seen.dead_letters,
         "latency_ms": seen.latency_percentiles(),
         "throughput_fps": {
@@ -214,7 +210,16 @@ def summarize(settings: ServiceSettings, run: PipelineRun, seen: Observation) ->
         },
         "clip": f"{RENDERS_BUCKET}/{clips[0]}" if clips else None,
         "model": seen.model.model_dump() if seen.model else None,
+        "backend": _backend(seen.backend),
     }
+
+
+def _backend(seen: str | None) -> dict[str, str] | None:
+    """``openvino-bf16`` -> ``{"name": "openvino", "precision": "bf16"}``."""
+    if seen is None:
+        return None
+    name, _, precision = seen.partition("-")
+    return {"name": name, "precision": precision}
 
 
 def run_pipeline(
@@ -248,17 +253,10 @@ def run_pipeline(
 
 
 def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[str, Any]:
-    from vidpipe_ml.registry import ensure_centernet
-
     console = Console() if Console().is_terminal else Console(width=160)
     stack.up(settings, state_dir)
     _, mp4 = prepare_vtest(state_dir / "assets")
-    version = ensure_centernet(
-        settings.mlflow.tracking_uri,
-        "coco-centernet",
-        "production",
-        state_dir / "assets" / "centernet",
-    )
+    version = ensure_detector(settings)
     console.print(f"model: models:/coco-centernet@production (version {version})")
     started = datetime.now(UTC)
     log_dir = state_dir / "log" / "demo"
@@ -315,6 +313,9 @@ def print_summary(console: Console, summary: dict[str, Any], path: Path) -> None
     table = Table(title="vidpipe demo", show_header=False)
     for key in ("frames_decoded", "frames_detected", "frames_rendered", "dead_letters"):
         table.add_row(key, str(summary[key]))
+    table.add_row(
+        "frames dropped", ", ".join(f"{k} {v}" for k, v in summary["frames_dropped"].items())
+    )
     table.add_row("latency p50 / p95", "{p50} / {p95} ms".format(**summary["latency_ms"]))
     table.add_row(
         "throughput (fps)", ", ".join(f"{k} {v}" for k, v in summary["throughput_fps"].items())
@@ -322,8 +323,12 @@ def print_summary(console: Console, summary: dict[str, Any], path: Path) -> None
     top = list(summary["detections_by_label"].items())[:6]
     table.add_row("detections", ", ".join(f"{k} {v}" for k, v in top) or "none")
     table.add_row("clip", f"s3://{summary['clip']}")
-    model = summary["model"] or {}
-    table.add_row("model", f"{model.get('name')} v{model.get('version')}")
+    model, backend = summary["model"] or {}, summary["backend"] or {}
+    table.add_row(
+        "model",
+        f"{model.get('name')} v{model.get('version')} on {backend.get('name')} "
+        f"{backend.get('precision')}",
+    )
     if "report_rows" in summary:
         table.add_row("report rows", str(summary["report_rows"]))
         table.add_row("person AP@.5 (vtest-persons)", f"{summary['map_50']:.3f}")

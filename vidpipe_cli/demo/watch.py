@@ -50,6 +50,20 @@ class Observation:
     labels: dict[int, Counter[str]] = field(default_factory=dict)
     dead_letters: int = 0
     model: ModelRef | None = None
+    backend: str | None = None
+    #: stage -> frame_seqs it dropped (decoder: skipped; detector: over the age budget)
+    dropped: dict[str, set[int]] = field(
+        default_factory=lambda: {"decoder": set(), "detector": set(), "renderer": set()}
+    )
+
+    def settled(self) -> bool:
+        """Every decoded frame detected or dropped, every detected frame rendered."""
+        decoded, detected = set(self.decoded.at), set(self.detected.at)
+        return (
+            bool(decoded)
+            and decoded <= detected | self.dropped["detector"]
+            and (detected <= set(self.rendered.at))
+        )
 
     def detections_by_label(self) -> dict[str, int]:
         total: Counter[str] = Counter()
@@ -115,12 +129,14 @@ class PipelineWatch:
                     seen.model = det.model
             elif topic == METRICS:
                 m = parse_event(FrameMetrics, value)
-                if (
-                    m.stage == "renderer"
-                    and m.rendered_ts_ns is not None
-                    and self._mine(m.client_id, m.camera_id, m.capture_ts_ns)
-                ):
+                if not self._mine(m.client_id, m.camera_id, m.capture_ts_ns):
+                    return
+                if m.dropped:
+                    seen.dropped[m.stage].add(m.frame_seq)
+                elif m.stage == "renderer" and m.rendered_ts_ns is not None:
                     seen.rendered.at[m.frame_seq] = m.rendered_ts_ns
+                elif m.stage == "detector" and m.backend is not None:
+                    seen.backend = m.backend
             elif topic in self._dlqs:
                 letter = parse_event(DeadLetter, value)
                 # Messages are keyed by camera_id, and so are their dead letters.

@@ -40,6 +40,7 @@ class ConfigForm(BaseModel):
     score_threshold: str = ""
     classes_of_interest: str = ""
     sampling_fps: str = ""
+    max_frame_age_ms: str = ""
     csrf_token: str = ""
 
     def to_config(self) -> ConfigIn:
@@ -57,6 +58,7 @@ class ConfigForm(BaseModel):
                     c.strip() for c in self.classes_of_interest.split(",") if c.strip()
                 ],
                 "sampling_fps": self.sampling_fps.strip() or None,
+                "max_frame_age_ms": self.max_frame_age_ms.strip() or None,
             }
         )
 
@@ -68,6 +70,9 @@ class ConfigForm(BaseModel):
             score_threshold=f"{config.score_threshold:g}",
             classes_of_interest=", ".join(config.classes_of_interest),
             sampling_fps="" if config.sampling_fps is None else f"{config.sampling_fps:g}",
+            max_frame_age_ms=""
+            if config.max_frame_age_ms is None
+            else str(config.max_frame_age_ms),
         )
 
 

@@ -86,8 +86,11 @@ class Services:
         self.running: list[ServiceProcess] = []
 
     def start(self, name: str, **env: str) -> ServiceProcess:
+        """Start ``name`` and, for a consumer, wait until it consumes (models loaded)."""
         proc = start_service(name, LOGS, env, tag=f"-{uuid.uuid4().hex[:6]}")
         self.running.append(proc)
+        if name != "decoder":
+            proc.wait_logged(f"{name} started", timeout_s=180)
         return proc
 
     def stop_all(self) -> None:

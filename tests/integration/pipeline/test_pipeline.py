@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,12 +153,14 @@ def test_detector_when_bad_inputs_then_dead_lettered_and_keeps_going(
     corrupt_key = f"{client_id}/{client_id}-cam/900.jpg"
     objects.put("frames", corrupt_key, b"\xff\xd8\xff\xe0 truncated", "image/jpeg")
     camera = f"{client_id}-cam"
+    services.start("detector")  # before the frames are made: they must be fresh when read
 
     def frame(seq: int, client: str, key: str) -> bytes:
         return encode_event(
             FrameDecoded(
-                client_id=client, camera_id=camera, frame_seq=seq, capture_ts_ns=1,
-                decoded_ts_ns=1, width=768, height=576, image=ObjectRef(bucket="frames", key=key),
+                client_id=client, camera_id=camera, frame_seq=seq, capture_ts_ns=time.time_ns(),
+                decoded_ts_ns=time.time_ns(), width=768, height=576,
+                image=ObjectRef(bucket="frames", key=key),
             )
         )  # fmt: skip
 
@@ -177,7 +180,6 @@ def test_detector_when_bad_inputs_then_dead_lettered_and_keeps_going(
             await producer.send_and_wait(FRAMES_DECODED, value, key=camera.encode())
         await producer.stop()
 
-    services.start("detector")
     asyncio.run(produce_bad())
     # when good frames follow the bad ones
     asyncio.run(publish_frames(settings, client_id, vtest_frames[:3]))
@@ -231,14 +233,16 @@ def test_detector_when_killed_mid_stream_then_restart_loses_no_frame(
     # given a detector working through 120 frames
     prefix = f"{client_id}/"
     frames = vtest_frames + vtest_frames
-    first = services.start("detector", VIDPIPE_BATCH_SIZE="4")
+    # (a budget as long as the test: at-least-once, not liveness, is what is checked here)
+    patient = {"VIDPIPE_MAX_FRAME_AGE_MS": "600000"}
+    first = services.start("detector", VIDPIPE_BATCH_SIZE="4", **patient)
     asyncio.run(publish_frames(settings, client_id, frames))
     wait_for(lambda: object_count(settings, "annotations", prefix) >= 8, 120, "first frames")
     # when it is killed with SIGKILL mid-stream and started again
     first.kill()
     done_before_kill = object_count(settings, "annotations", prefix)
     assert done_before_kill < len(frames), "the kill must land mid-stream"
-    services.start("detector")
+    services.start("detector", **patient)
     # then every frame ends up detected
     wait_for(
         lambda: object_count(settings, "annotations", prefix) == len(frames),

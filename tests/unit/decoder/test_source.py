@@ -304,13 +304,17 @@ def test_read_frames_when_live_source_down_and_no_reconnect_then_raises() -> Non
 def test_read_frames_when_live_source_opened_then_transport_joins_operator_ffmpeg_options(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # given: an operator's own FFmpeg option
-    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "max_delay;500000|rtsp_transport;udp")
+    # given: an operator's own FFmpeg options, one of them a low-latency default of ours
+    monkeypatch.setenv(
+        "OPENCV_FFMPEG_CAPTURE_OPTIONS", "max_delay;500000|probesize;5000|rtsp_transport;udp"
+    )
     url = f"rtsp://127.0.0.1:{closed_port()}/cam"
 
     # when
     with pytest.raises(SourceOpenError):
         next(read_frames(url, target_fps=None, stop=threading.Event(), reconnect=False))
 
-    # then
-    assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == "max_delay;500000|rtsp_transport;tcp"
+    # then the operator's options win, our other defaults join, the transport is the setting
+    assert os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] == (
+        "max_delay;500000|probesize;5000|analyzeduration;0|rtsp_transport;tcp"
+    )

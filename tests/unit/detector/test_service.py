@@ -99,8 +99,14 @@ def make_service(
     threshold: float = 0.5,
     models: FakeModels | None = None,
     max_frame_age_ms: int | None = None,
+    client_budget_ms: int | None = None,
 ) -> DetectorService:
-    config = ClientConfig(client_id="acme", model_name="fixed", score_threshold=threshold)
+    config = ClientConfig(
+        client_id="acme",
+        model_name="fixed",
+        score_threshold=threshold,
+        max_frame_age_ms=client_budget_ms,
+    )
     return DetectorService(
         store=store,
         configs=FakeConfigs({"acme": config}),
@@ -211,5 +217,49 @@ async def test_handle_batch_when_frame_over_age_budget_then_dropped_and_counted(
         DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)
     ] == [1]
     metrics = {m.frame_seq: m for m in map(FrameMetrics.model_validate_json, producer.on(METRICS))}
-    assert metrics[0].dropped and "over budget" in (metrics[0].drop_reason or "")
+    assert metrics[0].dropped and "over the 1000 ms budget" in (metrics[0].drop_reason or "")
     assert not metrics[1].dropped
+
+
+async def test_handle_batch_when_client_sets_its_own_budget_then_it_wins() -> None:
+    # given frames 3 s old, a service default of 2 s and a client budget of 5 s
+    store, producer = FakeStore(), FakeProducer()
+    aged = [frame_event(i, capture_ts_ns=time.time_ns() - 3_000_000_000) for i in range(2)]
+    service = make_service(store, producer, max_frame_age_ms=2000, client_budget_ms=5000)
+    # when handled / then nothing is dropped
+    await service.handle_batch(stored_frames(store, *aged))
+    assert len(producer.on(DETECTIONS)) == 2
+
+
+class SlowModel(torch.nn.Module):
+    """FixedBoxes after ``delay_s`` of (pretend) inference."""
+
+    labels: ClassVar[list[str]] = FixedBoxes.labels
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s, self.inner = delay_s, FixedBoxes()
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        time.sleep(self.delay_s)
+        return self.inner(images)
+
+
+class SlowModels(FakeModels):
+    def get(self, ref: ModelRef) -> LoadedModel:
+        return LoadedModel(ref=ref, module=SlowModel(0.3), labels=tuple(FixedBoxes.labels))
+
+
+async def test_handle_batch_when_frames_age_during_earlier_chunks_then_later_ones_dropped() -> None:
+    # given four frames just inside a 400 ms budget and a model taking 300 ms per chunk of 2
+    store, producer = FakeStore(), FakeProducer()
+    young = [frame_event(i, capture_ts_ns=time.time_ns() - 200_000_000) for i in range(4)]
+    service = make_service(store, producer, models=SlowModels(), max_frame_age_ms=400)
+    # when handled / then the first chunk runs, the second has aged past the budget
+    await service.handle_batch(stored_frames(store, *young))
+    detected = sorted(
+        DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)
+    )
+    metrics = [FrameMetrics.model_validate_json(v) for v in producer.on(METRICS)]
+    assert detected == [0, 1]
+    assert sorted(m.frame_seq for m in metrics if m.dropped) == [2, 3]

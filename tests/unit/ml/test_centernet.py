@@ -156,6 +156,25 @@ def test_decode_detections_when_one_peak_per_class_then_exact_boxes() -> None:
     assert rows[2:, 4].max() == 0.0
 
 
+def test_decode_detections_when_min_score_then_same_rows_without_the_weak_ones() -> None:
+    # given 150 isolated peaks with distinct scores per image, and random wh
+    generator = torch.Generator().manual_seed(7)
+    heat = torch.zeros(2, 80, 128, 128)
+    for image in range(2):
+        cells = torch.randperm(80 * 64 * 64, generator=generator)[:150]
+        scores = torch.randperm(1000, generator=generator)[:150].float() / 1000
+        cls, rest = cells // (64 * 64), cells % (64 * 64)
+        heat[image, cls, 2 * (rest // 64), 2 * (rest % 64)] = scores  # 2 cells apart: all peaks
+    wh = torch.rand(2, 4, 128, 128, generator=generator) * 40
+    # when decoded with and without a floor
+    full = decode_detections(heat, wh)
+    floored = decode_detections(heat, wh, min_score=0.5)
+    # then the floor only drops the rows under it, order and values unchanged
+    for all_rows, kept in zip(full, floored, strict=True):
+        assert torch.equal(kept, all_rows[all_rows[:, 4] >= 0.5])
+        assert 0 < len(kept) < len(all_rows)
+
+
 class FixedNetwork(nn.Module):
     """Stands in for the CNN: returns the same heatmap and wh for every image."""
 
@@ -215,7 +234,7 @@ def test_centernet_when_astronaut_then_matches_tfjs_reference(
     expected = torch.tensor(TFJS_ASTRONAUT_DETECTIONS)
     # when the ported network runs on the 0..255 input the graph expects
     with torch.inference_mode():
-        rows = decode_detections(*model.network(astronaut_image[None] * 255.0))[0, :5]
+        rows = decode_detections(*model.network(astronaut_image[None] * 255.0))[0][:5]
     # then boxes agree to 0.01 px, scores to 1e-4, classes exactly
     assert torch.allclose(rows[:, :4], expected[:, :4], atol=0.01)
     assert torch.allclose(rows[:, 4], expected[:, 4], atol=1e-4)

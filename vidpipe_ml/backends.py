@@ -1,0 +1,151 @@
+"""Where a model's network runs: PyTorch (the reference; CUDA when present) or OpenVINO (CPU).
+
+Models that split into ``prepare`` -> ``network`` -> ``finish`` (:class:`Splittable`, e.g.
+:class:`vidpipe_ml.centernet.CenterNet`) can run ``network`` on either backend; ``prepare``
+and ``finish`` always run in PyTorch, so the backends share pre- and post-processing and
+cannot disagree on it. Other models run whole in PyTorch.
+
+OpenVINO networks come from IR artifacts stored with the model version
+(:mod:`vidpipe_ml.optimize`): ``f32`` (the exported network, also run at ``bf16`` through
+OpenVINO's inference-precision hint where the CPU supports it) and ``int8`` (quantized with
+NNCF). ``openvino`` is imported inside the functions that need it: a heavy optional
+dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["torch", "openvino"]
+Precision = Literal["f32", "bf16", "int8"]
+BACKEND_CHOICES = ("auto", "torch", "openvino")
+PRECISION_CHOICES = ("auto", "f32", "bf16", "int8")
+#: The IR artifact each OpenVINO precision compiles (bf16 is f32's IR at a lower hint).
+IR_OF_PRECISION: dict[str, str] = {"f32": "f32", "bf16": "f32", "int8": "int8"}
+
+
+@runtime_checkable
+class Splittable(Protocol):
+    """A detection model whose tensor-only core can run on another backend.
+
+    ``prepare(images)`` -> float32 ``[B, 3, H, W]``; ``network(batch)`` -> tuple of tensors;
+    ``finish(outputs, images)`` -> per image ``{"boxes", "scores", "labels"}``.
+    """
+
+    network: nn.Module
+
+    def prepare(self, images: list[Tensor]) -> Tensor: ...
+
+    def finish(
+        self, outputs: tuple[Tensor, ...], images: list[Tensor]
+    ) -> list[dict[str, Tensor]]: ...
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What runs a model: ``name`` and ``precision`` (for torch: the module's dtype)."""
+
+    name: BackendName
+    precision: Precision = "f32"
+
+    def __str__(self) -> str:
+        return f"{self.name}-{self.precision}"
+
+
+#: PyTorch at full precision: the reference every other choice is gated against.
+TORCH = BackendChoice("torch", "f32")
+
+
+class OpenVinoNetwork:
+    """A compiled OpenVINO network: float32 ``[B, 3, H, W]`` tensor -> tuple of float32
+    tensors ``[B, ...]`` in the network's output order.
+
+    Compiled for the CPU with the latency hint, the inference-precision hint of
+    ``precision``, and a static batch of 1 (measured here: ~25% faster than a dynamic batch,
+    and batch 4 was no faster per image than batch 1), so a batch runs image by image.
+    Calls from several threads are safe (one infer request per call).
+    """
+
+    def __init__(self, xml_path: Path, precision: Precision) -> None:
+        import openvino as ov  # heavy optional dependency (see the module doc)
+
+        core = ov.Core()
+        model = core.read_model(xml_path)
+        shape = model.inputs[0].get_partial_shape()
+        model.reshape([1, *(d.get_length() for d in list(shape)[1:])])
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if precision in ("f32", "bf16"):
+            config["INFERENCE_PRECISION_HINT"] = precision
+        self._compiled = core.compile_model(model, "CPU", config)
+        self.precision = precision
+
+    def __call__(self, batch: Tensor) -> tuple[Tensor, ...]:
+        request = self._compiled.create_infer_request()
+        outputs: list[list[np.ndarray]] = [[] for _ in self._compiled.outputs]
+        pixels = batch.detach().float().cpu().contiguous().numpy()
+        for image in pixels:
+            results = request.infer([image[None]])
+            for i, port in enumerate(self._compiled.outputs):
+                outputs[i].append(np.array(results[port]))
+        return tuple(torch.from_numpy(np.concatenate(out)) for out in outputs)
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin lists BF16 among its optimization capabilities."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def choose_backend(
+    requested: str,
+    precision: str,
+    device: torch.device,
+    module: nn.Module,
+    passed: Mapping[str, Path],
+    recommended: str | None,
+) -> BackendChoice:
+    """The backend (and precision) a model version runs on.
+
+    Args:
+        requested: ``auto``, ``torch`` or ``openvino``. ``auto``: CUDA torch when ``device``
+            is a GPU, else OpenVINO when the version has an IR artifact, else torch.
+        precision: ``auto`` (the fastest that passed the parity gate: ``recommended``) or a
+            precision that passed it.
+        passed: precision -> the local ``.xml`` of its IR, for every precision that passed
+            the parity gate (``bf16`` compiles the ``f32`` IR).
+        recommended: the version's fastest passing precision, if any.
+    Raises:
+        ValueError: an unknown choice, ``openvino`` asked for on a GPU device, or for a model
+            without an IR artifact / without one of the asked precision.
+    """
+    if requested not in BACKEND_CHOICES or precision not in PRECISION_CHOICES:
+        raise ValueError(
+            f"backend {requested!r} / precision {precision!r}: use {BACKEND_CHOICES} and "
+            f"{PRECISION_CHOICES}"
+        )
+    convertible = isinstance(module, Splittable) and bool(passed) and recommended is not None
+    if requested == "torch" or (requested == "auto" and (device.type == "cuda" or not convertible)):
+        return BackendChoice("torch", "f32")
+    if device.type == "cuda":
+        raise ValueError("the openvino backend runs on the CPU; set VIDPIPE_DEVICE=cpu")
+    if not convertible:
+        raise ValueError(
+            "this model version has no OpenVINO artifact (run `vidpipe models optimize`); "
+            "use VIDPIPE_BACKEND=torch or auto"
+        )
+    chosen = recommended if precision == "auto" else precision
+    if chosen is None or chosen not in passed:
+        listed = ", ".join(sorted(passed)) or "none"
+        raise ValueError(f"precision {chosen} did not pass the parity gate (passed: {listed})")
+    return BackendChoice("openvino", chosen)  # type: ignore[arg-type]
