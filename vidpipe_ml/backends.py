@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import mlflow
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,13 @@ BACKEND_CHOICES = ("auto", "torch", "openvino")
 PRECISION_CHOICES = ("auto", "f32", "bf16", "int8")
 #: The IR artifact each OpenVINO precision compiles (bf16 is f32's IR at a lower hint).
 IR_OF_PRECISION: dict[str, str] = {"f32": "f32", "bf16": "f32", "int8": "int8"}
+IR_FILE = "model.xml"
+#: Tags on a model version, written by :mod:`vidpipe_ml.optimize`.
+TAG_PREFIX = "vidpipe.openvino"
+TAG_PRECISION = f"{TAG_PREFIX}.precision"  # the fastest passing precision ("" when none)
+TAG_PASSED = f"{TAG_PREFIX}.passed"  # comma-separated passing precisions
+TAG_ARTIFACTS = f"{TAG_PREFIX}.artifacts"  # runs:/<run>/openvino, holding f32/ and int8/
+TAG_REPORT = f"{TAG_PREFIX}.report"  # JSON: every candidate's figures, or why none was tried
 
 
 @runtime_checkable
@@ -98,6 +106,30 @@ class OpenVinoNetwork:
             for i, port in enumerate(self._compiled.outputs):
                 outputs[i].append(np.array(results[port]))
         return tuple(torch.from_numpy(np.concatenate(out)) for out in outputs)
+
+
+@dataclass(frozen=True)
+class StoredIR:
+    """What a version's tags say about its OpenVINO artifacts."""
+
+    precision: str | None
+    passed: tuple[str, ...]
+    artifacts: str | None
+
+    @classmethod
+    def of(cls, tags: dict[str, str]) -> StoredIR:
+        return cls(
+            precision=tags.get(TAG_PRECISION) or None,
+            passed=tuple(p for p in tags.get(TAG_PASSED, "").split(",") if p),
+            artifacts=tags.get(TAG_ARTIFACTS) or None,
+        )
+
+    def download(self, dest: Path) -> dict[str, Path]:
+        """Fetch the IRs into ``dest``; returns precision -> ``.xml`` for every passing one."""
+        if self.artifacts is None:
+            return {}
+        local = Path(mlflow.artifacts.download_artifacts(self.artifacts, dst_path=str(dest)))
+        return {p: local / IR_OF_PRECISION[p] / IR_FILE for p in self.passed}
 
 
 def cpu_supports_bf16() -> bool:

@@ -29,9 +29,8 @@ from mlflow import MlflowClient
 
 from vidpipe.events import ModelRef
 from vidpipe.modelref import ModelSelector
-from vidpipe_ml.backends import TORCH, BackendChoice, OpenVinoNetwork, choose_backend
+from vidpipe_ml.backends import TORCH, BackendChoice, OpenVinoNetwork, StoredIR, choose_backend
 from vidpipe_ml.inference import LoadedModel
-from vidpipe_ml.optimize import StoredIR
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,12 @@ from mlflow import MlflowClient
 from vidpipe.datasets import Dataset
 from vidpipe.events import Detection, ModelRef
 from vidpipe_ml.backends import (
+    IR_FILE,
     IR_OF_PRECISION,
+    TAG_ARTIFACTS,
+    TAG_PASSED,
+    TAG_PRECISION,
+    TAG_REPORT,
     BackendChoice,
     OpenVinoNetwork,
     Precision,
@@ -56,13 +61,6 @@ MATCH_RATE = 0.99
 MATCH_SCORE = 0.3
 MATCH_IOU = 0.9
 EXPERIMENT = "model-optimizations"
-TAG_PREFIX = "vidpipe.openvino"
-#: Tags on the model version.
-TAG_PRECISION = f"{TAG_PREFIX}.precision"  # the fastest passing precision ("" when none)
-TAG_PASSED = f"{TAG_PREFIX}.passed"  # comma-separated passing precisions
-TAG_ARTIFACTS = f"{TAG_PREFIX}.artifacts"  # runs:/<run>/openvino, holding f32/ and int8/
-TAG_REPORT = f"{TAG_PREFIX}.report"  # JSON: every candidate's figures, or why none was tried
-IR_FILE = "model.xml"
 CALIBRATION_FRAMES = 100
 
 
@@ -333,30 +331,6 @@ def _tag(
     client.set_model_version_tag(name, version, TAG_PASSED, ",".join(passed))
     client.set_model_version_tag(name, version, TAG_ARTIFACTS, artifacts or "")
     client.set_model_version_tag(name, version, TAG_REPORT, json.dumps(report))
-
-
-@dataclass(frozen=True)
-class StoredIR:
-    """What a version's tags say about its OpenVINO artifacts."""
-
-    precision: str | None
-    passed: tuple[str, ...]
-    artifacts: str | None
-
-    @classmethod
-    def of(cls, tags: dict[str, str]) -> StoredIR:
-        return cls(
-            precision=tags.get(TAG_PRECISION) or None,
-            passed=tuple(p for p in tags.get(TAG_PASSED, "").split(",") if p),
-            artifacts=tags.get(TAG_ARTIFACTS) or None,
-        )
-
-    def download(self, dest: Path) -> dict[str, Path]:
-        """Fetch the IRs into ``dest``; returns precision -> ``.xml`` for every passing one."""
-        if self.artifacts is None:
-            return {}
-        local = Path(mlflow.artifacts.download_artifacts(self.artifacts, dst_path=str(dest)))
-        return {p: local / IR_OF_PRECISION[p] / IR_FILE for p in self.passed}
 
 
 def optimized(tags: dict[str, str]) -> bool:

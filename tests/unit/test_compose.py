@@ -19,7 +19,46 @@ from vidpipe_cli.main import app
 REPO = Path(__file__).resolve().parents[2]
 #: What the core install lacks (optional extras): importing any of them must not be needed
 #: to start the CLI.
-OPTIONAL = ("torch", "torchvision", "mlflow", "pyspark", "fastapi", "argon2", "av", "jinja2")
+OPTIONAL = (
+    "torch", "torchvision", "mlflow", "openvino", "nncf", "pycocotools", "skimage", "pyspark",
+    "fastapi", "argon2", "jinja2", "av",
+)  # fmt: skip
+#: What each service's image adds to the core (its pyproject extra; mlflow brings fastapi
+#: and jinja2 along).
+MLFLOW = ("mlflow", "fastapi", "jinja2")
+EXTRAS = {
+    "decoder": (),
+    "detector": ("torch", "torchvision", "openvino", "nncf", *MLFLOW),
+    "renderer": ("av",),
+    "metrics_sink": (),
+    "dashboard": ("argon2", *MLFLOW),
+    "trainer": ("torch", "torchvision", "openvino", "nncf", "pycocotools", "skimage", *MLFLOW),
+}
+
+
+def _blocking(allowed: tuple[str, ...], then: str) -> str:
+    """Python source that makes the optional packages not in ``allowed`` unimportable, then
+    runs ``then``."""
+    blocked = tuple(p for p in OPTIONAL if p not in allowed)
+    return (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ImportError(f'{name} is not installed in this image')\n"
+        "sys.meta_path.insert(0, Block())\n" + then
+    )
+
+
+def _python(source: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", source],
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def _compose() -> dict[str, Any]:
@@ -56,23 +95,15 @@ def test_compose_decoder_gets_its_camera_from_the_environment() -> None:
 
 
 def test_cli_when_optional_extras_absent_then_it_still_starts() -> None:
-    blocker = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.split('.')[0] in {OPTIONAL!r}:\n"
-        "            raise ImportError(f'{name} is not installed in this image')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from vidpipe_cli.main import app\n"
-        "app(['run', '--help'], standalone_mode=False)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", blocker],
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    source = "from vidpipe_cli.main import app\napp(['run', '--help'], standalone_mode=False)\n"
+    done = _python(_blocking((), source))
     assert done.returncode == 0, done.stderr
     assert "decoder" in done.stdout and "metrics-sink" in done.stdout
+
+
+@pytest.mark.parametrize(("service", "extra"), sorted(EXTRAS.items()))
+def test_service_when_only_its_extra_installed_then_it_imports(
+    service: str, extra: tuple[str, ...]
+) -> None:
+    done = _python(_blocking(extra, f"import services.{service}.__main__\n"))
+    assert done.returncode == 0, done.stderr
