@@ -1,15 +1,22 @@
-"""Pipeline benchmark: each stage alone, then the whole pipeline, in one run; prints JSON.
+"""Pipeline benchmark: the model per backend, the pipeline per backend, and live RTSP runs;
+prints JSON. Every figure is compared with a baseline measured in the same run.
 
-Stages alone (in this process, no services):
-- ``decode``: read vtest frames with OpenCV and JPEG-encode them (the decoder's CPU work);
-- ``model``: ``coco-centernet@production`` on pre-decoded batches (the detector's model);
-- ``render``: draw boxes on a frame and JPEG-encode it (the renderer's CPU work).
-Then the real pipeline (decoder, detector, renderer, metrics sink as processes over the
-local Kafka API, S3, Postgres, Redis, MLflow) on a file source read as fast as possible.
-The headline is ``pipeline_over_slowest_stage``: end-to-end fps / the slowest stage's fps,
-a ratio of two figures measured minutes apart on the same machine.
+1. ``models``: ``coco-centernet@production``'s network alone on the same prepared 512x512
+   inputs, batch 1: PyTorch eager (channels-last) and OpenVINO f32, bf16 and int8 (IRs built
+   here the way ``vidpipe models optimize`` builds them); images/s and the ratio to PyTorch.
+   Also the whole detection call (prepare, network, decode + NMS) per backend.
+2. ``pipeline``: decoder, detector, renderer and metrics sink as processes over the local
+   Kafka API, S3, Postgres, Redis and MLflow on a file read as fast as it is published, once
+   per detector backend; ``pipeline_over_slowest_stage`` = end-to-end fps / the slowest
+   stage alone (decode, the backend's detection call, render).
+3. ``live``: a real H.264 clip served over RTSP in real time through the same services, at
+   10 fps (vtest, 79.5 s) and at 25 fps (the bikes street clip, looped to 2 minutes), with
+   the default backend and frame-age budget: capture -> detections p50/p95, frames dropped
+   per stage and the drop rate, per-stage fps, and each service's RSS after the first minute
+   and at the end.
 
-Usage: ``python benchmarks/pipeline.py [--frames 200] [--batch 8]`` after ``vidpipe up``.
+Usage: ``python benchmarks/pipeline.py [--frames 200] [--skip-live]`` after ``vidpipe up``.
+torch, openvino and the services are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -17,19 +24,33 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
-import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from infra.local.media import (
+    fetch_vtest,
+    prepare_vtest,
+    start_rtsp_server,
+    stop_rtsp_server,
+    street_clip,
+    transcode_h264,
+)
+from infra.local.processes import ServiceProcess
+from vidpipe.settings import ServiceSettings
+from vidpipe_cli.demo.runner import PipelineRun, run_pipeline
+from vidpipe_cli.models import calibration_frames, ensure_detector
+
+REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "var" / "assets"
+LOGS = REPO / "var" / "log" / "bench"
+RTSP_PORT = 8564
 
 
 def read_frames(video: Path, count: int) -> list[np.ndarray]:
@@ -44,11 +65,17 @@ def read_frames(video: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-def bench_decode(video: Path, count: int) -> float:
-    """Frames/s of OpenCV decode + JPEG q90 encode."""
+def images_per_s(call: Callable[[int], object], count: int) -> float:
+    call(0)  # warm-up: first-call compilation, allocations
     started = time.perf_counter()
+    for i in range(count):
+        call(i)
+    return count / (time.perf_counter() - started)
+
+
+def bench_decode(video: Path, count: int) -> float:
     cap = cv2.VideoCapture(str(video))
-    done = 0
+    started, done = time.perf_counter(), 0
     while done < count:
         ok, image = cap.read()
         if not ok:
@@ -57,39 +84,6 @@ def bench_decode(video: Path, count: int) -> float:
         done += 1
     cap.release()
     return done / (time.perf_counter() - started)
-
-
-def bench_model(frames: list[np.ndarray], batch: int, tracking_uri: str) -> dict[str, Any]:
-    """Images/s of the registered model alone on pre-decoded uint8 RGB tensors."""
-    from vidpipe.modelref import parse_model_ref
-    from vidpipe_ml.cache import ModelCache
-    from vidpipe_ml.inference import detect_batch
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cache = ModelCache(tracking_uri, device)
-    model = cache.get(cache.resolve(parse_model_ref("coco-centernet@production")))
-    tensors = [
-        torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1) for f in frames
-    ]
-    detect_batch(model, tensors[:batch], device)  # warm-up
-    started = time.perf_counter()
-    for i in range(0, len(tensors), batch):
-        detect_batch(model, tensors[i : i + batch], device)
-    return {
-        "fps": len(tensors) / (time.perf_counter() - started),
-        "device": str(device),
-        "model": f"{model.ref.name}/{model.ref.version}",
-    }
-
-
-def bench_model_process(batch: int, frames: int, env: dict[str, str]) -> dict[str, Any]:
-    """The model stage in a fresh process (allocator settings only apply at start-up)."""
-    cmd = [sys.executable, __file__, "--model-only", "--batch", str(batch), "--frames", str(frames)]
-    out = subprocess.run(
-        cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True
-    ).stdout
-    result: dict[str, Any] = json.loads(out)
-    return result
 
 
 def bench_render(frames: list[np.ndarray]) -> float:
@@ -106,10 +100,73 @@ def bench_render(frames: list[np.ndarray]) -> float:
     return len(frames) / (time.perf_counter() - started)
 
 
-def bench_pipeline(video: Path, count: int) -> dict[str, Any]:
-    from vidpipe.settings import ServiceSettings
-    from vidpipe_cli.demo.runner import PipelineRun, run_pipeline
+def bench_models(settings: ServiceSettings, frames: list[np.ndarray]) -> dict[str, Any]:
+    """Network alone and the whole detection call, per backend and precision."""
+    import mlflow
+    import torch
 
+    from vidpipe.events import ModelRef
+    from vidpipe_ml.backends import BackendChoice, OpenVinoNetwork
+    from vidpipe_ml.inference import LoadedModel, detect_batch
+    from vidpipe_ml.optimize import export_ir, quantize_ir
+
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    module = mlflow.pytorch.load_model("models:/coco-centernet@production", map_location="cpu")
+    module.eval()
+    rgb = [torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1) for f in frames]
+    with torch.inference_mode():
+        prepared = [module.prepare([f.float().div(255.0)]) for f in rgb]
+        calibration = [
+            module.prepare([torch.from_numpy(np.ascontiguousarray(f)).float().div(255.0)])
+            for f in calibration_frames()
+        ]
+    device = torch.device("cpu")
+    ref = ModelRef(name="coco-centernet", version="bench")
+    count = len(frames)
+    with tempfile.TemporaryDirectory(prefix="vidpipe-bench-ir-") as tmp:
+        f32 = export_ir(module, prepared[0], Path(tmp))
+        int8 = quantize_ir(f32, calibration, Path(tmp))
+        networks: dict[str, Callable[[torch.Tensor], object]] = {"torch-f32": module.network}
+        for precision, xml in (("f32", f32), ("bf16", f32), ("int8", int8)):
+            networks[f"openvino-{precision}"] = OpenVinoNetwork(xml, precision)  # type: ignore[arg-type]
+        network_alone: dict[str, float] = {}
+        detection_call: dict[str, float] = {}
+        with torch.inference_mode():
+            for name, network in networks.items():
+
+                def alone(i: int, net: Callable[[torch.Tensor], object] = network) -> object:
+                    return net(prepared[i])
+
+                network_alone[name] = images_per_s(alone, count)
+                backend, _, precision = name.partition("-")
+                loaded = LoadedModel(
+                    ref,
+                    module,
+                    tuple(module.labels),
+                    BackendChoice(backend, precision),  # type: ignore[arg-type]
+                    None if backend == "torch" else network,  # type: ignore[arg-type]
+                )
+
+                def call(i: int, model: LoadedModel = loaded) -> object:
+                    return detect_batch(model, [rgb[i]], device)
+
+                detection_call[name] = images_per_s(call, count)
+    torch_alone, torch_call = network_alone["torch-f32"], detection_call["torch-f32"]
+    return {
+        "network_alone_images_per_s": {k: round(v, 2) for k, v in network_alone.items()},
+        "network_alone_over_torch": {
+            k: round(v / torch_alone, 2) for k, v in network_alone.items()
+        },
+        "detection_call_images_per_s": {k: round(v, 2) for k, v in detection_call.items()},
+        "detection_call_over_torch": {
+            k: round(v / torch_call, 2) for k, v in detection_call.items()
+        },
+    }
+
+
+def bench_pipeline(
+    settings: ServiceSettings, video: Path, count: int, backend: str
+) -> dict[str, Any]:
     clip = ASSETS / f"bench-{count}.avi"
     if not clip.exists():
         frames = read_frames(video, count)
@@ -119,61 +176,149 @@ def bench_pipeline(video: Path, count: int) -> dict[str, Any]:
         for frame in frames:
             writer.write(frame)
         writer.release()
-    run = PipelineRun("bench", "bench-cam", str(clip), fps=120, expected_frames=count)
+    run = PipelineRun("bench", "bench-cam", f"file://{clip}", fps=120, expected_frames=count)
     summary, seen = run_pipeline(
-        ServiceSettings(), run, REPO / "var" / "log" / "bench", timeout_s=1200
+        settings,
+        run,
+        LOGS,
+        timeout_s=1200,
+        detector_env={"VIDPIPE_BACKEND": backend, "VIDPIPE_MAX_FRAME_AGE_MS": "3600000"},
     )
     # First frame published by the decoder to last frame rendered.
     span_s = (max(seen.rendered.at.values()) - min(seen.decoded.at.values())) / 1e9
     return {
+        "backend": summary["backend"],
         "frames": summary["frames_rendered"],
         "span_s": round(span_s, 1),
         "end_to_end_fps": round(summary["frames_rendered"] / span_s, 2),
         "stage_fps": summary["throughput_fps"],
-        "frame_age_ms": summary["latency_ms"],
+    }
+
+
+class RssSampler:
+    """RSS (MB, from /proc) of the services, sampled every second in a thread."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, procs: list[ServiceProcess]) -> None:
+        started = time.monotonic()
+
+        def sample() -> None:
+            while not self._stop.wait(1.0):
+                for proc in procs:
+                    rss = _rss_mb(proc.pid)
+                    if rss is not None:
+                        self.samples.setdefault(proc.name, []).append(
+                            (time.monotonic() - started, rss)
+                        )
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Per service: RSS after the first minute, at the end, and end / first minute."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        report = {}
+        for name, points in self.samples.items():
+            after = [rss for t, rss in points if t >= 60.0]
+            if not after:
+                continue
+            report[name] = {
+                "after_60s_mb": round(after[0], 1),
+                "end_mb": round(points[-1][1], 1),
+                "end_over_60s": round(points[-1][1] / after[0], 3),
+            }
+        return report
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def bench_live(settings: ServiceSettings, clip: Path, fps: float, frames: int) -> dict[str, Any]:
+    """``clip`` served over RTSP in real time, the camera sampled at ``fps``."""
+    server = start_rtsp_server(clip, RTSP_PORT, "/live", LOGS / "rtsp-server.log")
+    sampler = RssSampler()
+    try:
+        run = PipelineRun(
+            "bench", f"live-{fps:g}", f"rtsp://127.0.0.1:{RTSP_PORT}/live", fps, frames
+        )
+        summary, _ = run_pipeline(settings, run, LOGS, timeout_s=1200, started=sampler.start)
+    finally:
+        stop_rtsp_server(server)
+    memory = sampler.stop()
+    dropped = summary["frames_dropped"]
+    attempted = summary["frames_decoded"] + dropped["decoder"]
+    return {
+        "clip": clip.name,
+        "fps": fps,
+        "backend": summary["backend"],
+        "frames_read": attempted,
+        "frames_decoded": summary["frames_decoded"],
+        "frames_detected": summary["frames_detected"],
+        "frames_dropped": dropped,
+        "detected_plus_dropped_equals_decoded": (
+            summary["frames_detected"] + dropped["detector"] == summary["frames_decoded"]
+        ),
+        "drop_rate": round((dropped["decoder"] + dropped["detector"]) / max(attempted, 1), 4),
+        "capture_to_detections_ms": summary["latency_ms"],
+        "stage_fps": summary["throughput_fps"],
+        "rss": memory,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--model-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=200, help="frames of the file pipeline")
+    parser.add_argument("--model-frames", type=int, default=60, help="frames per model figure")
+    parser.add_argument("--skip-live", action="store_true", help="leave out the RTSP runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from infra.local.media import fetch_vtest
-    from vidpipe.settings import ServiceSettings
-    from vidpipe_cli.demo.runner import DETECTOR_CPU_ENV
+    import torch
 
+    settings = ServiceSettings()
+    version = ensure_detector(settings)
     video = fetch_vtest(ASSETS)
-    frames = read_frames(video, min(args.frames, 96))
-    if args.model_only:
-        print(json.dumps(bench_model(frames, args.batch, ServiceSettings().mlflow.tracking_uri)))
-        return
+    frames = read_frames(video, args.model_frames)
+    models = bench_models(settings, frames)
     stages = {
         "decode_fps": round(bench_decode(video, args.frames), 1),
         "render_fps": round(bench_render(frames), 1),
     }
-    default_alloc = bench_model_process(args.batch, args.frames, {})
-    model = bench_model_process(args.batch, args.frames, DETECTOR_CPU_ENV)
-    stages["model_fps"] = round(model["fps"], 2)
-    pipeline = bench_pipeline(video, args.frames)
-    slowest = min(stages.values())
-    print(
-        json.dumps(
-            {
-                "machine": {"cpu_threads": torch.get_num_threads(), "device": model["device"]},
-                "model": model["model"],
-                "batch": args.batch,
-                "stages_alone": stages,
-                "model_fps_default_malloc": round(default_alloc["fps"], 2),
-                "model_tuned_over_default_malloc": round(model["fps"] / default_alloc["fps"], 3),
-                "pipeline": pipeline,
-                "pipeline_over_slowest_stage": round(pipeline["end_to_end_fps"] / slowest, 3),
-            },
-            indent=2,
-        )
-    )
+    pipelines = {}
+    for backend, name in (("torch", "torch-f32"), ("auto", None)):
+        result = bench_pipeline(settings, video, args.frames, backend)
+        ran = name or "{name}-{precision}".format(**result["backend"])
+        detect = models["detection_call_images_per_s"][ran]
+        slowest = min(stages["decode_fps"], stages["render_fps"], detect)
+        result["pipeline_over_slowest_stage"] = round(result["end_to_end_fps"] / slowest, 3)
+        pipelines[ran] = result
+    report: dict[str, Any] = {
+        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "model": f"coco-centernet/{version}",
+        "models": models,
+        "stages_alone": stages,
+        "pipeline": pipelines,
+    }
+    if not args.skip_live:
+        _, vtest_mp4 = prepare_vtest(ASSETS)
+        street = transcode_h264(street_clip(), ASSETS / "bikes-2min.mp4", repeat=12)
+        report["live"] = {
+            "10fps": bench_live(settings, vtest_mp4, 10.0, 795),
+            "25fps": bench_live(settings, street, 25.0, 3000),
+        }
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

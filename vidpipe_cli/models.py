@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 from typing import TYPE_CHECKING, Annotated
 
 import cv2
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from vidpipe_ml.optimize import Optimization
 
 app = typer.Typer(no_args_is_help=True, help="Detection models in the MLflow registry.")
+log = logging.getLogger(__name__)
 
 
 @app.command("import-centernet")
@@ -105,8 +107,8 @@ def ensure_detector(
     version = register(uri, name, alias, CENTERNET_DIR)
     tags = MlflowClient(uri, uri).get_model_version(name, version).tags or {}
     if not optimized(tags):
-        typer.echo(f"optimizing {name}/{version} for OpenVINO (once, ~1 min) ...")
-        typer.echo(optimize(settings, name, version, VTEST_PERSONS).summary())
+        log.info("optimizing %s/%s for OpenVINO (once, ~1 min)", name, version)
+        log.info("%s", optimize(settings, name, version, VTEST_PERSONS).summary())
     return version
 
 

@@ -1,7 +1,7 @@
 """Where a model's network runs: PyTorch (the reference; CUDA when present) or OpenVINO (CPU).
 
-Models that split into ``prepare`` -> ``network`` -> ``finish`` (:class:`Splittable`, e.g.
-:class:`vidpipe_ml.centernet.CenterNet`) can run ``network`` on either backend; ``prepare``
+Models that split into ``prepare`` -> ``core`` -> ``finish`` (:class:`Splittable`, e.g.
+:class:`vidpipe_ml.centernet.CenterNet`) can run ``core`` on either backend; ``prepare``
 and ``finish`` always run in PyTorch, so the backends share pre- and post-processing and
 cannot disagree on it. Other models run whole in PyTorch.
 
@@ -40,17 +40,22 @@ TAG_PRECISION = f"{TAG_PREFIX}.precision"  # the fastest passing precision ("" w
 TAG_PASSED = f"{TAG_PREFIX}.passed"  # comma-separated passing precisions
 TAG_ARTIFACTS = f"{TAG_PREFIX}.artifacts"  # runs:/<run>/openvino, holding f32/ and int8/
 TAG_REPORT = f"{TAG_PREFIX}.report"  # JSON: every candidate's figures, or why none was tried
+TAG_FORMAT = f"{TAG_PREFIX}.format"  # what the IRs compute (IR_FORMAT when current)
+#: The split the stored IRs were exported at: a version tagged otherwise is optimized again
+#: (``CenterNet.core`` since it includes peak finding).
+IR_FORMAT = "core/2"
 
 
 @runtime_checkable
 class Splittable(Protocol):
     """A detection model whose tensor-only core can run on another backend.
 
-    ``prepare(images)`` -> float32 ``[B, 3, H, W]``; ``network(batch)`` -> tuple of tensors;
+    ``prepare(images)`` -> float32 ``[B, 3, H, W]``; ``core(batch)`` -> tuple of tensors;
     ``finish(outputs, images)`` -> per image ``{"boxes", "scores", "labels"}``.
     """
 
-    network: nn.Module
+    @property
+    def core(self) -> nn.Module: ...
 
     def prepare(self, images: list[Tensor]) -> Tensor: ...
 
@@ -95,15 +100,16 @@ class OpenVinoNetwork:
         if precision in ("f32", "bf16"):
             config["INFERENCE_PRECISION_HINT"] = precision
         self._compiled = core.compile_model(model, "CPU", config)
+        self._outputs = list(self._compiled.outputs)
         self.precision = precision
 
     def __call__(self, batch: Tensor) -> tuple[Tensor, ...]:
         request = self._compiled.create_infer_request()
-        outputs: list[list[np.ndarray]] = [[] for _ in self._compiled.outputs]
+        outputs: list[list[np.ndarray]] = [[] for _ in self._outputs]
         pixels = batch.detach().float().cpu().contiguous().numpy()
         for image in pixels:
             results = request.infer([image[None]])
-            for i, port in enumerate(self._compiled.outputs):
+            for i, port in enumerate(self._outputs):
                 outputs[i].append(np.array(results[port]))
         return tuple(torch.from_numpy(np.concatenate(out)) for out in outputs)
 
@@ -118,6 +124,9 @@ class StoredIR:
 
     @classmethod
     def of(cls, tags: dict[str, str]) -> StoredIR:
+        """What ``tags`` record; IRs of another :data:`IR_FORMAT` count as none."""
+        if tags.get(TAG_FORMAT) != IR_FORMAT:
+            return cls(precision=None, passed=(), artifacts=None)
         return cls(
             precision=tags.get(TAG_PRECISION) or None,
             passed=tuple(p for p in tags.get(TAG_PASSED, "").split(",") if p),

@@ -362,42 +362,77 @@ class CenterNetNetwork(nn.Module):
         return heat, wh
 
 
-def decode_detections(
-    heat: Tensor, wh: Tensor, k: int = TOP_K, stride: int = STRIDE, min_score: float = 0.0
-) -> list[Tensor]:
-    """Heatmap peaks -> boxes, as the graph's ``tower_0/max_pooling2d`` .. ``tower_0/detections``.
+def find_peaks(heat: Tensor, wh: Tensor) -> tuple[Tensor, Tensor]:
+    """The graph's ``tower_0/max_pooling2d`` step: a cell is a peak when it equals its 3x3
+    max (SAME padding). ``heat [B, C, H, W]``, ``wh [B, 4, H, W]`` -> ``(peaks [B, H*W*C]``
+    float32, the heat where a cell is a peak and 0 elsewhere, flattened in NHWC order as the
+    graph does, ``wh [B, H*W, 4])``."""
+    batch = heat.shape[0]
+    heat = heat.float().contiguous(memory_format=torch.channels_last)  # NHWC: fast pooling
+    peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+    return peaks.permute(0, 2, 3, 1).reshape(batch, -1), wh.float().permute(0, 2, 3, 1).reshape(
+        batch, -1, 4
+    )
 
-    A cell is a peak when it equals its 3x3 max (SAME padding); the top ``k`` peak scores over
-    all cells and classes (flattened in NHWC order, as the graph does) become boxes around the
-    cell point ``(x * stride, y * stride)`` extended by the four ``wh`` distances. Peaks under
-    ``min_score`` are left out before ranking: the result equals the graph's top ``k`` with
-    those rows removed, and ranking a few hundred candidates instead of all 1.3 M cells is
-    what keeps post-processing at ~1 ms on CPU (measured: ``topk`` over every cell, 12 ms).
+
+def decode_peaks(
+    peaks: Tensor,
+    wh: Tensor,
+    classes: int,
+    width: int,
+    k: int = TOP_K,
+    stride: int = STRIDE,
+    min_score: float = 0.0,
+) -> list[Tensor]:
+    """:func:`find_peaks`'s output -> boxes, as the graph's ``tower_0/TopKV2`` ..
+    ``tower_0/detections``: the top ``k`` peak scores over all cells and classes become boxes
+    around the cell point ``(x * stride, y * stride)`` extended by the four ``wh`` distances.
+
+    Peaks under ``min_score`` are left out before ranking: the result equals the graph's top
+    ``k`` with those rows removed, and ranking a few hundred candidates instead of all 1.3 M
+    cells is what keeps this at ~1 ms on CPU (measured: ``topk`` over every cell, 12 ms).
     Returns per image ``[N <= k, 6]``: x1, y1, x2, y2 in network-input pixels, score, class
     index (float), by descending score.
     """
-    batch, classes, _, width = heat.shape
-    heat = heat.contiguous(memory_format=torch.channels_last)  # fast pooling; NHWC flatten below
-    peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
-    flat = peaks.permute(0, 2, 3, 1).reshape(batch, -1)
-    dist_all = wh.permute(0, 2, 3, 1).reshape(batch, -1, 4)
     results = []
-    for row, dist_row in zip(flat, dist_all, strict=True):
+    for row, dist_row in zip(peaks, wh, strict=True):
         candidates = (row >= min_score).nonzero().squeeze(1) if min_score > 0 else None
         values = row if candidates is None else row[candidates]
         scores, order = values.topk(min(k, values.shape[0]))
         index = order if candidates is None else candidates[order]
         cls, cell = index % classes, index // classes
-        xs = (cell % width).to(heat.dtype) * stride
-        ys = (cell // width).to(heat.dtype) * stride
+        xs = (cell % width).to(peaks.dtype) * stride
+        ys = (cell // width).to(peaks.dtype) * stride
         dist = dist_row[cell]
         boxes = torch.stack(
             [xs - dist[:, 0], ys - dist[:, 1], xs + dist[:, 2], ys + dist[:, 3]], dim=-1
         )
         results.append(
-            torch.cat([boxes, scores.unsqueeze(-1), cls.unsqueeze(-1).to(heat.dtype)], dim=-1)
+            torch.cat([boxes, scores.unsqueeze(-1), cls.unsqueeze(-1).to(peaks.dtype)], dim=-1)
         )
     return results
+
+
+def decode_detections(
+    heat: Tensor, wh: Tensor, k: int = TOP_K, stride: int = STRIDE, min_score: float = 0.0
+) -> list[Tensor]:
+    """Heatmap peaks -> boxes: :func:`find_peaks` then :func:`decode_peaks` (the graph's
+    decoding from ``tower_0/keypoints`` and ``tower_0/wh``)."""
+    peaks, dist = find_peaks(heat, wh)
+    return decode_peaks(peaks, dist, heat.shape[1], heat.shape[3], k, stride, min_score)
+
+
+class PeakCore(nn.Module):
+    """The part of :class:`CenterNet` a backend runs: the network and the peak finding.
+    ``[B, 3, 512, 512]`` RGB 0..255 -> :func:`find_peaks`'s ``(peaks, wh)``."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        heat, wh = self.network(x)
+        return find_peaks(heat, wh)
 
 
 class CenterNet(nn.Module):
@@ -413,9 +448,9 @@ class CenterNet(nn.Module):
     ``torch.inference_mode()`` (activations then run in place). Raises ``ValueError`` on a
     wrongly shaped or non-float image.
 
-    The call is ``finish(network(prepare(images)), images)``: the inference backends run
-    ``network`` (the tensor-only part, see :class:`CenterNetNetwork`) in PyTorch or OpenVINO
-    and share ``prepare`` and ``finish``, so they cannot disagree on pre- or post-processing.
+    The call is ``finish(core(prepare(images)), images)``: the inference backends run
+    ``core`` (the tensor-only part, :class:`PeakCore`) in PyTorch or OpenVINO and share
+    ``prepare`` and ``finish``, so they cannot disagree on pre- or post-processing.
     """
 
     def __init__(
@@ -434,7 +469,12 @@ class CenterNet(nn.Module):
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         if not images:
             return []
-        return self.finish(self.network(self.prepare(images)), images)
+        return self.finish(self.core(self.prepare(images)), images)
+
+    @property
+    def core(self) -> PeakCore:
+        """The network and its peak finding, as one module (exported to OpenVINO whole)."""
+        return PeakCore(self.network)
 
     def prepare(self, images: list[Tensor]) -> Tensor:
         """``images`` (float ``[3, H, W]`` RGB 0..1) -> the network's input ``[B, 3, 512, 512]``
@@ -444,11 +484,11 @@ class CenterNet(nn.Module):
         return batch.contiguous(memory_format=torch.channels_last)
 
     def finish(self, outputs: tuple[Tensor, ...], images: list[Tensor]) -> list[dict[str, Tensor]]:
-        """The network's ``(heat, wh)`` for the batch -> one result dict per image (see the
-        class doc), boxes in that image's pixels."""
-        heat, wh = outputs
-        # fp16/bf16 networks: decode in fp32
-        raw = decode_detections(heat.float(), wh.float(), min_score=self.score_floor)
+        """:class:`PeakCore`'s ``(peaks, wh)`` for the batch -> one result dict per image (see
+        the class doc), boxes in that image's pixels."""
+        peaks, wh = outputs
+        width = INPUT_SIZE // STRIDE
+        raw = decode_peaks(peaks, wh, len(self.labels), width, min_score=self.score_floor)
         return [self._finish(det, image) for det, image in zip(raw, images, strict=True)]
 
     def _prepare(self, image: Tensor) -> Tensor:

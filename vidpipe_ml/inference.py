@@ -30,7 +30,7 @@ class UndecodableImage(ValueError):
 class LoadedModel:
     """A resolved registry version, its module (see the module doc), its label names, and
     where its network runs: ``network`` is set when that is not the module itself (an
-    OpenVINO network of a :class:`~vidpipe_ml.backends.Splittable` module)."""
+    OpenVINO network of a :class:`~vidpipe_ml.backends.Splittable` module's ``core``)."""
 
     ref: ModelRef
     module: torch.nn.Module

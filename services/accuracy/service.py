@@ -2,7 +2,8 @@
 
 1. loads the dataset (:mod:`vidpipe.datasets`: COCO JSON + images in S3);
 2. resolves and loads the model through the ML library's cache (``NAME@ALIAS`` or
-   ``NAME/VERSION``, with or without ``models:/``);
+   ``NAME/VERSION``, with or without ``models:/``) on the backend the detector would use
+   (OpenVINO when the version has an IR that passed the parity gate);
 3. scores it with :func:`vidpipe_ml.evaluation.evaluate_model` (COCO mAP@[.5:.95], @.5, @.75
    and per-class AP by pycocotools);
 4. logs an MLflow run (experiment ``accuracy-reports``), tags the model version with its
@@ -60,6 +61,7 @@ def evaluate_accuracy(settings: ServiceSettings, dataset: str, model: str) -> Ac
         extra={
             "dataset": dataset,
             "model": f"{loaded.ref.name}/{loaded.ref.version}",
+            "backend": str(loaded.backend),
             "images": result.images,
             "map": round(metrics.map, 4),
             "map_50": round(metrics.map_50, 4),
@@ -71,6 +73,7 @@ def evaluate_accuracy(settings: ServiceSettings, dataset: str, model: str) -> Ac
         dataset=dataset,
         model=model,
         ref=(loaded.ref.name, loaded.ref.version),
+        backend=str(loaded.backend),
         metrics=metrics,
         timings={"inference_s": result.inference_s, "eval_s": result.eval_s},
         images=result.images,
@@ -101,6 +104,7 @@ def log_mlflow_run(
     dataset: str,
     model: str,
     ref: tuple[str, str],
+    backend: str,
     metrics: CocoMetrics,
     timings: Mapping[str, float],
     images: int,
@@ -108,7 +112,8 @@ def log_mlflow_run(
     """One finished run in experiment ``accuracy-reports``; returns its id.
 
     Metrics ``map``, ``map_50``, ``map_75``, ``ap_<class>`` (AP@[.5:.95]) and
-    ``ap50_<class>``, plus timings in seconds; params ``dataset`` and ``model`` (as asked);
+    ``ap50_<class>``, plus timings in seconds; params ``dataset``, ``model`` (as asked) and
+    ``backend`` (where it ran: the detector's choice for this version);
     tags ``model_name``/``model_version``. The model version gets tags
     ``accuracy.<dataset>.map`` / ``.map_50`` / ``.run_id`` so the registry shows its score.
     """
@@ -134,6 +139,7 @@ def log_mlflow_run(
             Param("dataset", dataset),
             Param("model", model),
             Param("model_uri", f"models:/{name}/{version}"),
+            Param("backend", backend),
             Param("score_floor", str(SCORE_FLOOR)),
             Param("metric_source", "pycocotools COCOeval bbox, area all, maxDets 100"),
         ],

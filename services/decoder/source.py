@@ -138,6 +138,11 @@ def read_frames(
     )
 
 
+def is_live(url: str) -> bool:
+    """Whether ``url`` is a live stream (``rtsp``/``rtsps``) rather than a file."""
+    return urlsplit(url).scheme.lower() in LIVE_SCHEMES
+
+
 def _parse_source(url: str) -> _Source:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

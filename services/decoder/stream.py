@@ -1,9 +1,10 @@
 """One camera's stream, decoded and published until its end or a stop: the decoder's loop.
 
 A reader thread pulls frames from OpenCV/FFmpeg (blocking calls) and hands them to the event
-loop through :class:`~services.decoder.latest.LatestFrames`, newest frame wins: the reader
-never waits, so frames are grabbed (and timestamped) as the camera sends them, and a slow
-store or broker shows up as skipped frames, counted, instead of growing frame age. The loop
+loop through :class:`~services.decoder.latest.LatestFrames`. For a live source the newest
+frame wins: the reader never waits, so frames are grabbed (and timestamped) as the camera
+sends them, and a slow store or broker shows up as skipped frames, counted, instead of
+growing frame age. A file is read as fast as it is published, losslessly. The loop
 encodes, uploads and publishes the frames in stream order; a skipped frame is published as a
 ``dropped`` :class:`~vidpipe.events.FrameMetrics` record of stage ``decoder``.
 """
@@ -23,7 +24,7 @@ from prometheus_client import Counter
 
 from services.decoder.latest import LatestFrames
 from services.decoder.service import DecoderService
-from services.decoder.source import Backoff, Frame, read_frames
+from services.decoder.source import Backoff, Frame, is_live, read_frames
 from vidpipe.urls import mask_url
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class StreamDecoder:
         loop = asyncio.get_running_loop()
         skipped: list[Frame] = []
         buffer: LatestFrames[Any] = LatestFrames(
-            loop, self._options.buffer_frames, on_drop=skipped.append
+            loop, self._options.buffer_frames, skipped.append, lossless=not is_live(self._url)
         )
         reader_stop = threading.Event()
         reader = threading.Thread(
@@ -143,11 +144,15 @@ class StreamDecoder:
                 backoff=self._options.backoff,
                 on_reconnect=on_reconnect,
             )
+            live = is_live(self._url)
             for frame in frames:
                 self.stats.frames_read += 1
                 self.stats.last_capture_ns = frame.capture_ts_ns
                 self.stats.reconnecting = False
-                buffer.offer(frame)
+                if live:
+                    buffer.offer(frame)
+                elif not buffer.put(frame, stop):
+                    break
         except Exception as exc:
             buffer.offer_last(exc)
         finally:

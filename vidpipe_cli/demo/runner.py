@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -228,17 +228,25 @@ def run_pipeline(
     log_dir: Path,
     timeout_s: float = 900.0,
     console: Console | None = None,
+    detector_env: Mapping[str, str] | None = None,
+    started: Callable[[list[ServiceProcess]], None] | None = None,
 ) -> tuple[dict[str, Any], Observation]:
     """Run decoder -> detector -> renderer (+ metrics sink) on ``run``; returns the summary
-    and the raw per-frame observation."""
+    and the raw per-frame observation. ``detector_env`` adds to the detector's environment
+    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run."""
     prepare_camera(settings, run)
     since_ns = time.time_ns()
     # One clip spans the whole run.
     clip_frames = str(max(2, run.expected_frames + 100))
-    env = {"renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames}, "detector": DETECTOR_CPU_ENV}
+    env = {
+        "renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames},
+        "detector": {**DETECTOR_CPU_ENV, **(detector_env or {})},
+    }
     with running_services(log_dir, env) as services:
         decoder_env = {"VIDPIPE_CAMERA_ID": run.camera_id, "VIDPIPE_RECONNECT": "false"}
         decoder = start_service("decoder", log_dir, decoder_env)
+        if started is not None:
+            started([*services, decoder])
         try:
             seen = asyncio.run(
                 follow_run(settings, run, since_ns, decoder, services, timeout_s, console)

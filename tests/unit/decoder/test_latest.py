@@ -50,3 +50,26 @@ async def test_latest_frames_when_end_marker_offered_last_then_it_is_never_dropp
 def test_latest_frames_when_capacity_zero_then_refused() -> None:
     with pytest.raises(ValueError, match="capacity"):
         LatestFrames(asyncio.new_event_loop(), 0)
+
+
+async def test_latest_frames_when_lossless_then_reader_waits_and_nothing_is_dropped() -> None:
+    # given a lossless buffer of two and a file reader putting ten frames
+    buffer: LatestFrames[int] = LatestFrames(asyncio.get_running_loop(), 2, lossless=True)
+    stop = threading.Event()
+    reader = threading.Thread(target=lambda: [buffer.put(i, stop) for i in range(10)])
+    reader.start()
+    # when the loop reads slowly / then every frame arrives, in order
+    got = []
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+        got.append(await buffer.get())
+    reader.join(timeout=1)
+    assert got == list(range(10)) and buffer.dropped == 0
+
+
+async def test_latest_frames_when_stopped_while_full_then_put_gives_up() -> None:
+    buffer: LatestFrames[int] = LatestFrames(asyncio.get_running_loop(), 1, lossless=True)
+    stop = threading.Event()
+    assert buffer.put(1, stop)
+    stop.set()
+    assert not await asyncio.to_thread(buffer.put, 2, stop)

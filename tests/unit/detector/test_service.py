@@ -251,9 +251,9 @@ class SlowModels(FakeModels):
 
 
 async def test_handle_batch_when_frames_age_during_earlier_chunks_then_later_ones_dropped() -> None:
-    # given four frames just inside a 400 ms budget and a model taking 300 ms per chunk of 2
+    # given four frames 150 ms old, a 400 ms budget and a model taking 300 ms per chunk of 2
     store, producer = FakeStore(), FakeProducer()
-    young = [frame_event(i, capture_ts_ns=time.time_ns() - 200_000_000) for i in range(4)]
+    young = [frame_event(i, capture_ts_ns=time.time_ns() - 150_000_000) for i in range(4)]
     service = make_service(store, producer, models=SlowModels(), max_frame_age_ms=400)
     # when handled / then the first chunk runs, the second has aged past the budget
     await service.handle_batch(stored_frames(store, *young))
@@ -263,3 +263,29 @@ async def test_handle_batch_when_frames_age_during_earlier_chunks_then_later_one
     metrics = [FrameMetrics.model_validate_json(v) for v in producer.on(METRICS)]
     assert detected == [0, 1]
     assert sorted(m.frame_seq for m in metrics if m.dropped) == [2, 3]
+
+
+async def test_handle_batch_when_backlogged_then_newest_frames_first_older_superseded() -> None:
+    # given five frames of one camera, 1.5 s old (past half a 2 s budget), batch size 2
+    store, producer = FakeStore(), FakeProducer()
+    now = time.time_ns()
+    aged = [frame_event(i, capture_ts_ns=now - 1_500_000_000 + i * 1000) for i in range(5)]
+    service = make_service(store, producer, max_frame_age_ms=2000)
+    # when handled / then the newest two are analysed, the three older dropped as superseded
+    await service.handle_batch(stored_frames(store, *aged))
+    detected = sorted(
+        DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)
+    )
+    dropped = [m for m in map(FrameMetrics.model_validate_json, producer.on(METRICS)) if m.dropped]
+    assert detected == [3, 4]
+    assert sorted(m.frame_seq for m in dropped) == [0, 1, 2]
+    assert all("superseded" in (m.drop_reason or "") for m in dropped)
+
+
+async def test_handle_batch_when_backlog_is_young_then_nothing_superseded() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    young = [frame_event(i) for i in range(5)]
+    await make_service(store, producer, max_frame_age_ms=2000).handle_batch(
+        stored_frames(store, *young)
+    )
+    assert len(producer.on(DETECTIONS)) == 5
