@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pymongo import ASCENDING, MongoClient, UpdateOne
+from pymongo import ASCENDING, MongoClient
+from pymongo.errors import DuplicateKeyError
 
 from vidpipe.settings import MongoSettings
 
@@ -34,12 +35,18 @@ class MetricsStore:
         )
 
     def merge_many(self, fields_by_id: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """``$set`` each ``(frame_id, fields)`` into its document (created if absent), in
-        order, as one bulk write."""
-        if not fields_by_id:
-            return
-        ops = [UpdateOne({"_id": i}, {"$set": fields}, upsert=True) for i, fields in fields_by_id]
-        self._collection.bulk_write(ops, ordered=True)
+        """``$set`` each ``(frame_id, fields)`` into its document, created if absent, in order.
+
+        Update, then insert when nothing matched (and update again if a concurrent writer
+        inserted it first): the effect of an upsert, in operations the local stand-in serves
+        in constant time (its upsert of a new document scans the collection)."""
+        for doc_id, fields in fields_by_id:
+            if self._collection.update_one({"_id": doc_id}, {"$set": fields}).matched_count:
+                continue
+            try:
+                self._collection.insert_one({"_id": doc_id, **fields})
+            except DuplicateKeyError:
+                self._collection.update_one({"_id": doc_id}, {"$set": fields})
 
     def find(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         return list(self._collection.find(query))

@@ -13,11 +13,30 @@ import argparse
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from mongoeco.engines import SQLiteEngine
 from mongoeco.wire import AsyncMongoEcoProxyServer
 
 logger = logging.getLogger("mongo_wire")
+
+_validate_unique = SQLiteEngine._validate_document_against_unique_indexes
+
+
+def _validate_without_id_scan(
+    self: SQLiteEngine, db_name: str, coll_name: str, document: Any, *args: Any, **kwargs: Any
+) -> None:
+    """mongoeco compares a new document's ``_id`` with every stored document's (to treat
+    numeric ids as MongoDB does: ``1 == 1.0``), which makes each insert cost O(collection):
+    measured 50 ms per new document in a 7,000-document ``frame_metrics``. A string ``_id``
+    has no numeric twin, and its uniqueness is already enforced by the SQLite key that the
+    same method checks first, so the scan is skipped for string ids (1.5 ms per insert)."""
+    if isinstance(document.get("_id"), str):
+        kwargs["scan_payload_id"] = False
+    _validate_unique(self, db_name, coll_name, document, *args, **kwargs)
+
+
+SQLiteEngine._validate_document_against_unique_indexes = _validate_without_id_scan
 
 
 async def serve(host: str, port: int, database_file: str) -> None:

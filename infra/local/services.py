@@ -266,8 +266,32 @@ def _aws_env(settings: ServiceSettings) -> dict[str, str]:
     }
 
 
+#: Where the local broker keeps topics: ``memory`` (the default) or ``s3`` (durable).
+BROKER_STORAGE_ENV = "VIDPIPE_LOCAL_BROKER_STORAGE"
+
+
+def broker_storage() -> str:
+    """``memory`` or ``s3``, from :data:`BROKER_STORAGE_ENV`.
+
+    Memory by default: Tansu's S3 storage writes every produced batch and commit as an object
+    into the S3 server, which then took ~0.5 of a CPU core during the 10 fps demo on 2 cores
+    (measured: SeaweedFS 48 CPU-s in a 100 s run; under 0.5 CPU-s with memory storage), enough
+    to make the detector fall behind. Topics and offsets are lost when the broker restarts;
+    Postgres stays the source of truth (cameras, jobs), so services recover, and frames in
+    flight are the only loss. ``s3`` keeps them across restarts.
+
+    Raises:
+        StackError: another value.
+    """
+    storage = os.environ.get(BROKER_STORAGE_ENV, "memory")
+    if storage not in ("memory", "s3"):
+        raise StackError(f"{BROKER_STORAGE_ENV} must be memory or s3, not {storage!r}")
+    return storage
+
+
 def prepare_kafka(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
-    """Tansu with durable storage in the S3 server (bucket ``tansu``), so topics survive."""
+    """Tansu, its topics in memory or in the S3 server (bucket ``tansu``): see
+    :func:`broker_storage`."""
     tansu = tansu_binary(paths.log_file("kafka"))
     endpoint = kafka_endpoint(settings)
     listener = f"tcp://{endpoint.host}:{endpoint.port}"
@@ -282,7 +306,7 @@ def prepare_kafka(settings: ServiceSettings, paths: StatePaths) -> ProcessSpec:
             "--advertised-listener-url",
             listener,
             "--storage-engine",
-            f"s3://{BROKER_BUCKET}/",
+            f"s3://{BROKER_BUCKET}/" if broker_storage() == "s3" else "memory://tansu/",
         ],
         env={
             **_aws_env(settings),

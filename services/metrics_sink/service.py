@@ -50,7 +50,9 @@ class MetricsSinkService:
                 valid.append(parse_event(FrameMetrics, rec.value or b""))
             except InvalidEvent as exc:
                 rejected.append(Rejected(rec, str(exc), "invalid_event"))
-        merges = [(m.frame_id, metrics_document(m)) for m in valid]
-        await asyncio.to_thread(self._writer.merge_many, merges)
+        merged: dict[str, dict[str, Any]] = {}
+        for m in valid:  # one write per frame, stages in arrival order
+            merged.setdefault(m.frame_id, {}).update(metrics_document(m))
+        await asyncio.to_thread(self._writer.merge_many, list(merged.items()))
         WRITTEN.inc(len(valid))
         await self._dead_letters.publish(rejected)

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from infra.local import stack as local_stack
 from infra.local.processes import StatePaths, StopPolicy, read_owned_pid, stop
+from infra.local.services import BROKER_STORAGE_ENV
 from vidpipe.settings import PostgresSettings, RedisSettings, ServiceSettings
 from vidpipe.topics import TOPICS
 
@@ -112,26 +113,54 @@ async def _read_values(bootstrap: str, topic: str) -> list[bytes]:
         await consumer.stop()
 
 
-def test_kafka_when_broker_restarted_then_topics_and_records_survive(
-    stack_settings: ServiceSettings, fresh_topic: str
+def test_kafka_when_broker_restarted_then_up_provisions_topics_again(
+    stack_settings: ServiceSettings,
 ) -> None:
+    """The default in-memory broker loses its topics on restart; `up` recreates them."""
     paths = StatePaths(local_stack.DEFAULT_STATE_DIR)
     kafka = next(s for s in local_stack.SERVICES if s.name == "kafka")
     pid = read_owned_pid(paths, "kafka", kafka.policy)
     if pid is None:
         pytest.skip("the Kafka-API broker on this port was not started by `vidpipe up`")
     bootstrap = stack_settings.kafka.bootstrap_servers
-    topic = fresh_topic
-    asyncio.run(_produce_one(bootstrap, topic, b"before-restart"))
 
     stop("kafka", pid, kafka.policy)
     paths.pid_file("kafka").unlink()
     local_stack.up(stack_settings, local_stack.DEFAULT_STATE_DIR)
 
     assert read_owned_pid(paths, "kafka", kafka.policy) not in (None, pid)
-    topics = asyncio.run(_admin_topics(bootstrap))
-    assert topic in topics
-    assert {spec.name for spec in TOPICS} <= set(topics)
+    assert {spec.name for spec in TOPICS} <= set(asyncio.run(_admin_topics(bootstrap)))
+
+
+def test_kafka_when_durable_broker_restarted_then_records_survive(
+    stack_settings: ServiceSettings, scratch_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``VIDPIPE_LOCAL_BROKER_STORAGE=s3`` topics and records outlive the broker process."""
+    monkeypatch.setenv(BROKER_STORAGE_ENV, "s3")
+    port = _free_port()
+    settings = stack_settings.model_copy(
+        update={
+            "kafka": stack_settings.kafka.model_copy(
+                update={"bootstrap_servers": f"127.0.0.1:{port}"}
+            )
+        }
+    )
+    paths = StatePaths(scratch_state)
+    paths.create()
+    kafka = next(s for s in local_stack.SERVICES if s.name == "kafka")
+    topic = f"durable-{uuid.uuid4().hex[:8]}"
+    bootstrap = settings.kafka.bootstrap_servers
+
+    local_stack.ensure_service(kafka, settings, paths)
+    asyncio.run(_produce_one(bootstrap, topic, b"before-restart"))
+    pid = read_owned_pid(paths, "kafka", kafka.policy)
+    assert pid is not None
+    stop("kafka", pid, kafka.policy)
+    paths.pid_file("kafka").unlink()
+    local_stack.ensure_service(kafka, settings, paths)
+
+    assert read_owned_pid(paths, "kafka", kafka.policy) not in (None, pid)
+    assert topic in asyncio.run(_admin_topics(bootstrap))
     assert asyncio.run(_read_values(bootstrap, topic)) == [b"before-restart"]
 
 
