@@ -12,6 +12,11 @@ import sys
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+def _quiet_py4j(record: logging.LogRecord) -> bool:
+    """Drop py4j's INFO tracebacks (it logs on the root logger when Spark's JVM closes)."""
+    return record.levelno >= logging.WARNING or "py4j" not in record.pathname
+
+
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
@@ -27,8 +32,10 @@ def configure_logging(level: str = "INFO") -> None:
     handler.setFormatter(
         KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     )
+    handler.addFilter(_quiet_py4j)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "botocore", "urllib3", "kafka", "mlflow", "alembic", "pymongo"):
+    noisy_libraries = ("aiokafka", "botocore", "urllib3", "kafka", "mlflow", "alembic", "pymongo")
+    for noisy in (*noisy_libraries, "py4j"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
