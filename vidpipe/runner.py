@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from prometheus_client import Gauge
 
 from vidpipe.bus import (
     BatchHandler,
@@ -33,21 +32,18 @@ from vidpipe.bus import (
     make_producer,
 )
 from vidpipe.logs import configure_logging
-from vidpipe.runtime import install_stop_signal, serve_metrics
+from vidpipe.runtime import READY, install_stop_signal, serve_metrics
 from vidpipe.settings import ConsumerSettings, KafkaSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
-
-READY = Gauge(
-    "vidpipe_ready", "1 while the service consumes (wired, in its consumer group)", ["service"]
-)
 
 
 @dataclass(frozen=True)
 class ConsumerSpec:
     """Who consumes what: ``service`` names logs and dead letters; ``max_records`` is the
     largest batch handed to the handler, ``poll_timeout_ms`` the longest wait to fill it;
-    ``max_poll_interval_ms`` how long one batch may take before the group evicts us."""
+    ``max_poll_interval_ms`` how long one batch may take before the group evicts us;
+    ``metrics_host:metrics_port`` serves ``/metrics``, ``/healthz`` and ``/readyz``."""
 
     service: str
     topics: tuple[str, ...]
@@ -56,6 +52,7 @@ class ConsumerSpec:
     poll_timeout_ms: int
     metrics_port: int | None = None
     max_poll_interval_ms: int = 600_000
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def of(cls, service: str, topics: tuple[str, ...], settings: ConsumerSettings) -> ConsumerSpec:
@@ -67,6 +64,7 @@ class ConsumerSpec:
             settings.max_records,
             settings.poll_timeout_ms,
             settings.metrics_port,
+            metrics_host=settings.metrics_host,
         )
 
 
@@ -103,7 +101,7 @@ async def consume(
     the handler propagates after a clean shutdown; nothing of the failed batch is
     committed."""
     stop = stop or install_stop_signal()
-    serve_metrics(spec.metrics_port)
+    serve_metrics(spec.metrics_port, spec.metrics_host)
     producer = make_producer(kafka)
     consumer = make_consumer(
         kafka,
@@ -122,6 +120,7 @@ async def consume(
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         log.info("%s started", spec.service, extra={"group": spec.group_id, "topics": spec.topics})
+        READY.labels(spec.service).set(1)
         try:
             await consume_batches(
                 consumer,

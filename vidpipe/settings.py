@@ -61,6 +61,10 @@ class ServiceSettings(BaseSettings):
     mongo: MongoSettings = MongoSettings()
     mlflow: MlflowSettings = MlflowSettings()
     log_level: str = "INFO"
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the metrics/probe port binds (0.0.0.0 in a container)",
+    )
 
 
 class ConsumerSettings(ServiceSettings):

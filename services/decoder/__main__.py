@@ -23,7 +23,7 @@ log = logging.getLogger("services.decoder")
 async def run(settings: DecoderSettings) -> int:
     """Returns the number of frames published."""
     stop = install_stop_signal()
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     engine = create_engine(settings.postgres, pool_size=1)
     try:
         with engine.connect() as conn:

@@ -78,6 +78,7 @@ def main(settings: DetectorSettings | None = None) -> None:
         max_records=settings.batch_size * 4,
         poll_timeout_ms=settings.batch_timeout_ms,
         metrics_port=settings.metrics_port,
+        metrics_host=settings.metrics_host,
     )
     run_consumer(spec, settings, wiring(settings))
 

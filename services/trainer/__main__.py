@@ -84,7 +84,9 @@ def spec(settings: TrainerSettings) -> ConsumerSpec:
         group_id=settings.group_id,
         max_records=1,
         poll_timeout_ms=int(settings.poll_s * 1000),
+        metrics_port=settings.metrics_port,
         max_poll_interval_ms=settings.max_job_s * 1000,
+        metrics_host=settings.metrics_host,
     )
 
 

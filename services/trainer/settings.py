@@ -28,3 +28,4 @@ class TrainerSettings(ServiceSettings):
     )
     eval_batch_size: int = Field(default=4, ge=1)
     log_every: int = Field(default=10, ge=1, description="log the loss every N iterations")
+    metrics_port: int | None = Field(default=9106, description="Prometheus /metrics port")
