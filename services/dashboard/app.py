@@ -14,7 +14,6 @@ from fastapi.staticfiles import StaticFiles
 
 from services.dashboard import errors_http
 from services.dashboard.api import api_router
-from services.dashboard.bodylimit import BodyLimit
 from services.dashboard.deps import CurrentUser
 from services.dashboard.pages import page_router
 from services.dashboard.resources import STATIC_DIR, Resources
@@ -42,6 +41,7 @@ def create_app(settings: DashboardSettings) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,  # 413 beyond, streamed bodies included
     )
     app.state.resources = resources
     _add_middleware(app, settings, resources)
@@ -95,4 +95,3 @@ def _add_middleware(app: FastAPI, settings: DashboardSettings, resources: Resour
         cookie=SESSION_COOKIE,
         secure=secure,
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # outermost: first

@@ -208,3 +208,42 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def register_owned_model(app: FastAPI, name: str, owner: str | None) -> None:
+    """A registered model owned by ``owner`` (None: shared) with version 1 at alias
+    ``production`` (a registry entry only: no artifact behind it)."""
+    from mlflow import MlflowClient
+
+    from vidpipe.modelref import owner_tags
+
+    uri = resources(app).settings.mlflow.tracking_uri
+    registry = MlflowClient(uri, uri)
+    registry.create_registered_model(name, tags=owner_tags(owner))
+    version = registry.create_model_version(
+        name, source="s3://mlflow/none/model", tags={"labels": '["person"]'}
+    )
+    registry.set_registered_model_alias(name, "production", version.version)
+
+
+def delete_model(app: FastAPI, name: str) -> None:
+    from mlflow import MlflowClient
+
+    uri = resources(app).settings.mlflow.tracking_uri
+    MlflowClient(uri, uri).delete_registered_model(name)
+
+
+@pytest.fixture
+def owned_model(app: FastAPI) -> Iterator[Callable[[str], str]]:
+    """``make(client_id) -> name``: a model owned by that client (removed afterwards)."""
+    made: list[str] = []
+
+    def make(client_id: str) -> str:
+        name = f"{client_id}-ssdlite320_mobilenet_v3_large"
+        register_owned_model(app, name, client_id)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        delete_model(app, name)
