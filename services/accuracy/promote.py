@@ -68,8 +68,8 @@ def promote(
     without evaluating twice.
 
     Raises:
-        LookupError: ``NAME@FROM`` does not exist; the model or the dataset is another
-            client's (as if absent).
+        LookupError: ``NAME@FROM`` does not exist; the dataset is another client's.
+        vidpipe_ml.cache.ModelUnavailable: the model does not exist or is another client's.
         ValueError: the model and the dataset belong to different clients, or the model has
             no owner recorded.
         vidpipe.datasets.DatasetNotFound / InvalidDataset: bad dataset.

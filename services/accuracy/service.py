@@ -30,8 +30,8 @@ from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
 from vidpipe.reports import AccuracyRecord, insert_accuracy, record_owner
 from vidpipe.settings import ServiceSettings
-from vidpipe_ml.cache import ModelCache
-from vidpipe_ml.catalog import ModelCatalog
+from vidpipe_ml.cache import ModelCache, ModelUnavailable
+from vidpipe_ml.catalog import ModelCatalog, ModelNotFound
 from vidpipe_ml.coco import SCORE_FLOOR, CocoMetrics
 from vidpipe_ml.evaluation import evaluate_model, require_ground_truth
 
@@ -49,13 +49,17 @@ def record_owner_for(
     Raises:
         ValueError: ``model`` is not a model reference; the model and the dataset belong to
             different clients, or the model has no owner recorded.
-        vidpipe_ml.catalog.ModelNotFound: no such model, or another client's.
+        vidpipe_ml.cache.ModelUnavailable: no such model, or another client's.
         vidpipe.datasets.DatasetNotFound: another client's dataset (as if absent).
     """
     selector = parse_model_ref(model)
     if client_id is not None and not dataset_usable_by(dataset, client_id):
         raise DatasetNotFound(dataset, [])
-    shared, owner = ModelCatalog(settings.mlflow.tracking_uri).owner(selector.name, client_id)
+    catalog = ModelCatalog(settings.mlflow.tracking_uri)
+    try:
+        shared, owner = catalog.owner(selector.name, client_id)
+    except ModelNotFound as exc:
+        raise ModelUnavailable(f"{model}: {exc}") from exc
     return record_owner(shared, owner, dataset_owner(dataset))
 
 
@@ -72,10 +76,10 @@ def evaluate_accuracy(
     Raises:
         ValueError: ``model`` is not a model reference, or ownership is mixed or unknown
             (see :func:`record_owner_for`).
-        vidpipe_ml.catalog.ModelNotFound: no such model, or another client's.
         vidpipe.datasets.DatasetNotFound: no such dataset (lists the existing ones).
         vidpipe.datasets.InvalidDataset: malformed, or no images / no boxes.
-        vidpipe_ml.cache.ModelUnavailable: the model cannot be resolved or loaded.
+        vidpipe_ml.cache.ModelUnavailable: the model cannot be resolved or loaded, or is
+            another client's.
     """
     selector = parse_model_ref(model)
     owner = record_owner_for(settings, dataset, model, client_id)
