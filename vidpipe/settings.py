@@ -9,6 +9,8 @@ The defaults are the loopback ports that ``vidpipe up`` starts.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,7 +22,15 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
+    """Where the brokers are and how to authenticate: PLAINTEXT on loopback (the local
+    stack), SASL/SCRAM in production (``VIDPIPE_KAFKA__SECURITY_PROTOCOL=SASL_PLAINTEXT`` or
+    ``SASL_SSL``, ``VIDPIPE_KAFKA__SASL_USERNAME`` / ``__SASL_PASSWORD``)."""
+
     bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
 
 
 class S3Settings(_Section):
