@@ -137,7 +137,7 @@ def _check_address(host: str, address: IPAddress, port: int, policy: UrlPolicy) 
     refused = address_class(address, policy.allow_private)
     if refused is None or any(a.admits(address, port) for a in policy.allow):
         return
-    what = f"{host}" if host == str(address) else f"{host!r} resolves to {address}, which"
+    what = host if _literal(host) is not None else f"{host!r} resolves to {address}, which"
     raise UrlRefused(
         f"url host {what} is a {refused} address; cameras may not point at it "
         "(a platform operator can allow-list it)"
