@@ -172,3 +172,20 @@ def test_body_when_larger_than_the_limit_then_413(
         headers={"content-type": "application/json"},
     )
     assert streamed.status_code == 413
+
+
+def test_expensive_routes_when_a_caller_exceeds_the_limit_then_429(
+    dashboard_settings: DashboardSettings, tenant_factory: Callable[[], Tenant]
+) -> None:
+    tenant = tenant_factory()
+    tight = create_app(dashboard_settings.model_copy(update={"limit_expensive": "3/minute"}))
+    try:
+        viewer = tenant.as_(tight, Role.viewer)
+        path = f"/api/v1/cameras/{tenant.camera_id}/latest"
+        assert [viewer.get(path).status_code for _ in range(3)] == [200] * 3
+        over = viewer.get("/api/v1/models")  # the same budget for every expensive route
+        assert over.status_code == 429 and int(over.headers["retry-after"]) > 0
+        assert viewer.get("/api/v1/cameras").status_code == 200  # cheap routes are not counted
+        assert tenant.as_(tight, Role.operator).get(path).status_code == 200  # per caller
+    finally:
+        resources(tight).close()
