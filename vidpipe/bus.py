@@ -14,9 +14,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.helpers import create_ssl_context
 from prometheus_client import Counter
 
 from vidpipe.events import DeadLetter, TrainingJobQueued, encode_event
@@ -47,9 +49,7 @@ async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec] = TO
     Raises:
         TopicError: the broker refused a topic for another reason than "exists".
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000
-    )
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
     await admin.start()
     created: list[str] = []
     try:
@@ -74,10 +74,29 @@ async def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec] = TO
     return created
 
 
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The connection keywords every aiokafka client gets: brokers, and SASL/SCRAM (over TLS
+    for ``SASL_SSL``) when the settings ask for it."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol != "PLAINTEXT":
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.sasl_username,
+            "sasl_plain_password": password,
+        }
+    if settings.security_protocol == "SASL_SSL":
+        options["ssl_context"] = create_ssl_context()
+    return options
+
+
 def make_producer(settings: KafkaSettings, linger_ms: int = 5) -> AIOKafkaProducer:
     """A producer that waits for all in-sync replicas; not idempotent (see module doc)."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         acks="all",
         enable_idempotence=False,
         linger_ms=linger_ms,
@@ -100,7 +119,7 @@ def make_consumer(
     """
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -4,24 +4,40 @@ and deleting them (the CLI, the API and the dashboard pages all call these funct
 Rules: camera ids are global (they key frames in Kafka and S3), so creating an id that
 exists, in any client, is refused with :class:`CameraExists`; a camera never moves between
 clients (an edit names the client it belongs to, and another client's camera is
-:class:`CameraNotFound`, as if it did not exist).
+:class:`CameraNotFound`, as if it did not exist). A URL must pass the platform's URL policy
+(:mod:`vidpipe.urlpolicy`) when it is saved.
+
+Secrets: ``cameras.url`` holds the URL with its secrets masked (:func:`vidpipe.urls.mask_url`),
+which is all that :class:`Camera` and every listing carry; the full URL, when it has secrets,
+is sealed with Fernet in ``url_secret`` and opened only by :func:`stream_url` (the decoder).
+An edit that leaves the password out (or sends ``***``) for the same host keeps the stored
+secrets (:func:`vidpipe.urls.restore_secrets`).
 
 Functions take a SQLAlchemy connection and do not commit: the caller owns the transaction.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from vidpipe.db import cameras
 from vidpipe.ids import ID_PATTERN, ID_RULE
+from vidpipe.settings import CameraSettings
+from vidpipe.urlpolicy import UrlPolicy, check_camera_url
+from vidpipe.urls import mask_url, restore_secrets
+
+log = logging.getLogger(__name__)
 
 #: URL schemes a camera may use: live RTSP streams and local video files.
 URL_SCHEMES = ("rtsp", "rtsps", "file")
@@ -68,7 +84,12 @@ class CameraFields(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CAMERA_EXAMPLE]})
 
     name: str = Field(min_length=1, max_length=100, description="shown in the dashboard")
-    url: str = Field(min_length=1, max_length=2048, description="rtsp://, rtsps:// or file://")
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="rtsp:// or rtsps:// (file:// for platform administrators); a password"
+        " of *** (or none) keeps the stored one for the same host",
+    )
     fps: float = Field(ge=0.1, le=120, description="frames per second to decode")
     enabled: bool = True
 
@@ -94,11 +115,88 @@ class Camera(BaseModel):
     camera_id: str = Field(pattern=ID_PATTERN, description=ID_RULE)
     client_id: str
     name: str | None
-    url: str
+    url: str = Field(description="the stream URL with its secrets masked as ***")
     fps: float
     enabled: bool
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+#: Fernet key used when none is configured. It is public (it is in the source): development
+#: and tests only; production sets ``VIDPIPE_CAMERAS__KEYS``.
+DEVELOPMENT_KEY = "dmlkcGlwZSBkZXZlbG9wbWVudCBrZXk6IHB1YmxpYyE="
+
+
+class CameraSecretUnreadable(RuntimeError):
+    """A sealed URL cannot be opened with the configured keys (a key was dropped too soon)."""
+
+
+class UrlCipher:
+    """Seals URLs that carry secrets (Fernet; the first key seals, every key opens)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        """Raises ``ValueError`` for an empty list or a key that is not a Fernet key."""
+        if not keys:
+            raise ValueError("at least one Fernet key is needed")
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
+
+    @classmethod
+    def of(cls, settings: CameraSettings) -> UrlCipher:
+        keys = [k.get_secret_value() for k in settings.keys]
+        if not keys:
+            log.warning(
+                "VIDPIPE_CAMERAS__KEYS unset: camera credentials are sealed with the public"
+                " development key; set your own key outside development"
+            )
+            keys = [DEVELOPMENT_KEY]
+        return cls(keys)
+
+    def seal(self, url: str) -> tuple[str, str | None]:
+        """``(masked url, token)``; the token is None when the URL has no secrets."""
+        masked = mask_url(url)
+        return masked, None if masked == url else self._fernet.encrypt(url.encode()).decode()
+
+    def open(self, url: str, token: str | None) -> str:
+        """The full URL of a stored ``(url, url_secret)`` pair.
+
+        Raises:
+            CameraSecretUnreadable: the token was sealed with a key no longer configured.
+        """
+        if token is None:
+            return url
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken as exc:
+            raise CameraSecretUnreadable(
+                f"the credentials of {url} were sealed with a key that is not configured"
+                " (VIDPIPE_CAMERAS__KEYS)"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class UrlRules:
+    """How a writer's camera URLs are checked and stored: the platform's policy, the
+    cipher, and whether the writer is a platform administrator (may use file URLs)."""
+
+    policy: UrlPolicy
+    cipher: UrlCipher
+    platform_admin: bool = False
+
+    @classmethod
+    def of(cls, settings: CameraSettings, platform_admin: bool = False) -> UrlRules:
+        return cls(UrlPolicy.of(settings), UrlCipher.of(settings), platform_admin)
+
+    def as_admin(self, platform_admin: bool) -> UrlRules:
+        return UrlRules(self.policy, self.cipher, platform_admin)
+
+    def checked(self, url: str) -> tuple[str, str | None]:
+        """``(masked, token)`` of an allowed URL.
+
+        Raises:
+            vidpipe.urlpolicy.UrlRefused: the policy refuses it.
+        """
+        check_camera_url(url, self.policy, platform_admin=self.platform_admin)
+        return self.cipher.seal(url)
 
 
 class CameraExists(ValueError):
@@ -136,20 +234,68 @@ def list_cameras(conn: sa.Connection, client_id: str | None = None) -> list[Came
     return [_camera(r) for r in conn.execute(query)]
 
 
+def stream_url(conn: sa.Connection, camera_id: str, cipher: UrlCipher) -> str:
+    """The camera's full URL, secrets included: for the decoder only, never for answers.
+
+    Raises:
+        CameraNotFound: no such camera.
+        CameraSecretUnreadable: its secrets were sealed with a key not configured.
+    """
+    row = conn.execute(
+        sa.select(cameras.c.url, cameras.c.url_secret).where(cameras.c.camera_id == camera_id)
+    ).one_or_none()
+    if row is None:
+        raise CameraNotFound(f"camera {camera_id!r} not found")
+    return cipher.open(row.url, row.url_secret)
+
+
+def reseal_urls(conn: sa.Connection, cipher: UrlCipher) -> int:
+    """Seal every camera URL again with the cipher's first key (key rotation), and seal
+    URLs stored in clear by older versions. Returns the number of rows rewritten.
+
+    Raises:
+        CameraSecretUnreadable: a row was sealed with a key the cipher lacks.
+    """
+    rows = conn.execute(
+        sa.select(cameras.c.camera_id, cameras.c.url, cameras.c.url_secret).with_for_update()
+    ).all()
+    changed = 0
+    for row in rows:
+        masked, token = cipher.seal(cipher.open(row.url, row.url_secret))
+        if (masked, token) != (row.url, row.url_secret):
+            conn.execute(
+                sa.update(cameras)
+                .where(cameras.c.camera_id == row.camera_id)
+                .values(url=masked, url_secret=token)
+            )
+            changed += 1
+    return changed
+
+
 def create_camera(
-    conn: sa.Connection, client_id: str, camera_id: str, fields: CameraFields
+    conn: sa.Connection, client_id: str, camera_id: str, fields: CameraFields, rules: UrlRules
 ) -> Camera:
-    """Insert a camera for ``client_id``.
+    """Insert a camera for ``client_id``, its URL checked by ``rules`` and its secrets sealed.
 
     Raises:
         CameraExists: ``camera_id`` is taken.
-        ValueError: ``camera_id`` breaks :data:`vidpipe.ids.ID_RULE`.
+        vidpipe.urlpolicy.UrlRefused: the URL policy refuses the URL.
+        ValueError: ``camera_id`` breaks :data:`vidpipe.ids.ID_RULE`, or the URL asks for a
+            stored secret (``***``) a new camera does not have.
     """
     if not re.fullmatch(ID_PATTERN, camera_id):
         raise ValueError(f"camera id {camera_id!r} is invalid: {ID_RULE}")
+    # a new camera has no stored secrets: a *** placeholder is refused here
+    masked, token = rules.checked(restore_secrets(fields.url, ""))
     row = conn.execute(
         pg_insert(cameras)
-        .values(camera_id=camera_id, client_id=client_id, **fields.model_dump())
+        .values(
+            camera_id=camera_id,
+            client_id=client_id,
+            **fields.model_dump(exclude={"url"}),
+            url=masked,
+            url_secret=token,
+        )
         .on_conflict_do_nothing(index_elements=["camera_id"])
         .returning(cameras)
     ).one_or_none()
@@ -159,17 +305,35 @@ def create_camera(
 
 
 def update_camera(
-    conn: sa.Connection, client_id: str, camera_id: str, fields: CameraFields
+    conn: sa.Connection, client_id: str, camera_id: str, fields: CameraFields, rules: UrlRules
 ) -> Camera:
-    """Replace the fields of ``client_id``'s camera.
+    """Replace the fields of ``client_id``'s camera. Stored secrets are kept where the new
+    URL asks for them (see the module doc); the resulting URL is checked by ``rules``.
 
     Raises:
         CameraNotFound: no such camera for ``client_id`` (cameras never change client).
+        vidpipe.urlpolicy.UrlRefused: the URL policy refuses the URL.
+        vidpipe.urls.StoredSecretsMismatch: ``***`` for another host than the stored one.
+        CameraSecretUnreadable: the stored secrets cannot be opened.
     """
+    stored = conn.execute(
+        sa.select(cameras.c.url, cameras.c.url_secret)
+        .where(cameras.c.camera_id == camera_id, cameras.c.client_id == client_id)
+        .with_for_update()
+    ).one_or_none()
+    if stored is None:
+        raise CameraNotFound(f"camera {camera_id!r} not found")
+    url = restore_secrets(fields.url, rules.cipher.open(stored.url, stored.url_secret))
+    masked, token = rules.checked(url)
     row = conn.execute(
         sa.update(cameras)
         .where(cameras.c.camera_id == camera_id, cameras.c.client_id == client_id)
-        .values(**fields.model_dump(), updated_at=sa.func.now())
+        .values(
+            **fields.model_dump(exclude={"url"}),
+            url=masked,
+            url_secret=token,
+            updated_at=sa.func.now(),
+        )
         .returning(cameras)
     ).one_or_none()
     if row is None:

@@ -178,6 +178,10 @@ class StoredDatasets:
     def names(self) -> list[str]:
         return list_datasets(self._store)
 
+    def image_count(self, name: str) -> int:
+        """Images of dataset ``name``. Raises what :func:`load_dataset` raises."""
+        return len(load_dataset(self._store, name).images)
+
 
 def list_datasets(store: DatasetStore) -> list[str]:
     """Names of complete datasets (those with an ``annotations.json``), sorted: shared

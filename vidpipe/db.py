@@ -33,12 +33,25 @@ def _client_fk(table: str, *, nullable: bool = False, primary_key: bool = False)
     )
 
 
+#: Owner of records every client may read (the ``client_id`` of shared accuracy reports and
+#: promotions); reserved, so no client can be called that.
+SHARED = "shared"
+
+
+def _owner() -> sa.Column[str]:
+    """``client_id`` of a record a client owns, :data:`SHARED`, or NULL (written before
+    owners were recorded and not attributable: platform administrators only)."""
+    return sa.Column("client_id", sa.Text(), nullable=True)
+
+
 clients = sa.Table(
     "clients",
     metadata,
     sa.Column("client_id", sa.Text(), primary_key=True),
     sa.Column("name", sa.Text(), nullable=False),
     _created(),
+    # 'shared' marks records every client may read (accuracy_reports, model_promotions)
+    sa.CheckConstraint(f"client_id <> '{SHARED}'", name="ck_clients_not_shared"),
 )
 
 cameras = sa.Table(
@@ -47,7 +60,9 @@ cameras = sa.Table(
     sa.Column("camera_id", sa.Text(), primary_key=True),
     _client_fk("cameras"),
     sa.Column("name", sa.Text(), nullable=True),
+    # the URL with its secrets masked; the full URL, when it has secrets, sealed (Fernet)
     sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("url_secret", sa.Text(), nullable=True),
     sa.Column("fps", sa.Double(), nullable=False, server_default=sa.text("10")),
     sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
     _created(),
@@ -150,7 +165,9 @@ accuracy_reports = sa.Table(
     sa.Column("images", sa.Integer(), nullable=True),
     sa.Column("mlflow_run_id", sa.Text(), nullable=True),
     _created(),
+    _owner(),
     sa.Index("ix_accuracy_reports_model_dataset", "model_name", "model_version", "dataset"),
+    sa.Index("ix_accuracy_reports_client_id", "client_id"),
 )
 
 users = sa.Table(
@@ -162,6 +179,8 @@ users = sa.Table(
     _client_fk("users", nullable=True),
     sa.Column("role", sa.Text(), nullable=False),
     _created(),
+    # a disabled user cannot sign in and has no sessions
+    sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("email", name="uq_users_email"),
     sa.CheckConstraint(
         "role IN ('viewer', 'operator', 'admin', 'superadmin')", name="ck_users_role"
@@ -242,10 +261,12 @@ model_promotions = sa.Table(
     sa.Column("decision", sa.Text(), nullable=False),
     sa.Column("requested_by", sa.Text(), nullable=True),
     _created(),
+    _owner(),
     sa.CheckConstraint(
         "decision IN ('promoted', 'refused', 'forced')", name="ck_model_promotions_decision"
     ),
     sa.Index("ix_model_promotions_model", "model_name", "created_at"),
+    sa.Index("ix_model_promotions_client_id", "client_id"),
 )
 
 

@@ -14,13 +14,17 @@ re-queues jobs whose heartbeat is older than ``stale_after_s``. A job cancelled 
 runs is noticed at the trainer's next heartbeat.
 
 :func:`submit_job` and :func:`cancel_job` are the one implementation of the submission and
-cancellation rules; the CLI, the API and the dashboard pages all call them.
+cancellation rules; the CLI, the API and the dashboard pages all call them. Submissions are
+bounded per client (:class:`JobQuota`): jobs queued or running at once, and the size of one
+job in image passes (epochs x training images).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -162,6 +166,22 @@ class JobFinished(RuntimeError):
         self.state = state
 
 
+class JobQuotaExceeded(RuntimeError):
+    """The client already has as many jobs queued or running as its quota allows."""
+
+
+@dataclass(frozen=True)
+class JobQuota:
+    """Per-client bounds on training work: ``max_active`` jobs queued or running at once,
+    and ``max_image_epochs`` image passes (epochs x training images) in one job."""
+
+    max_active: int = 3
+    max_image_epochs: int = 500_000
+
+
+DEFAULT_QUOTA = JobQuota()
+
+
 class DatasetLookup(Protocol):
     def exists(self, name: str) -> bool: ...
 
@@ -169,10 +189,15 @@ class DatasetLookup(Protocol):
         """Every stored dataset's name."""
         ...
 
+    def image_count(self, name: str) -> int:
+        """Images of an existing dataset."""
+        ...
+
 
 class ModelLookup(Protocol):
-    def version_of(self, selector: ModelSelector) -> str:
-        """The version ``selector`` points to. Raises ``LookupError`` when it does not exist."""
+    def version_of(self, selector: ModelSelector, client_id: str | None = None) -> str:
+        """The version ``selector`` points to, of a model ``client_id`` may use. Raises
+        ``LookupError`` when it does not exist (or is another client's)."""
         ...
 
 
@@ -206,14 +231,31 @@ class JobStore:
             row = conn.execute(statement).one_or_none()
         return None if row is None else TrainingJob.model_validate(row._mapping)
 
-    def insert(self, spec: JobSpec) -> TrainingJob:
-        """Insert a queued job (no existence checks: see :func:`submit_job`).
+    def insert(self, spec: JobSpec, max_active: int | None = None) -> TrainingJob:
+        """Insert a queued job (no existence checks: see :func:`submit_job`), unless the
+        client already has ``max_active`` jobs queued or running (checked under a per-client
+        lock, so concurrent submissions cannot overshoot).
 
-        Raises ``sqlalchemy.exc.IntegrityError`` for an unknown client."""
-        job = self._one(
-            sa.insert(training_jobs).values(**spec.model_dump()).returning(training_jobs)
-        )
-        assert job is not None
+        Raises:
+            JobQuotaExceeded: the client is at ``max_active``.
+            sqlalchemy.exc.IntegrityError: an unknown client.
+        """
+        t = training_jobs
+        with self._engine.begin() as conn:
+            if max_active is not None:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_quota_lock(spec.client_id))))
+                active = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t)
+                    .where(t.c.client_id == spec.client_id, t.c.state.in_(("queued", "running")))
+                ).scalar_one()
+                if active >= max_active:
+                    raise JobQuotaExceeded(
+                        f"{active} training jobs are queued or running for this client (the"
+                        f" limit is {max_active}); wait for one to finish or cancel one"
+                    )
+            row = conn.execute(sa.insert(t).values(**spec.model_dump()).returning(t)).one()
+        job = TrainingJob.model_validate(row._mapping)
         log.info("training job queued", extra={"job_id": job.job_id, "client_id": job.client_id})
         return job
 
@@ -360,14 +402,27 @@ class JobStore:
         return recovered
 
 
+def _quota_lock(client_id: str) -> int:
+    """A stable 63-bit advisory-lock key per client (submissions of one client serialize)."""
+    return int.from_bytes(hashlib.sha256(f"jobs:{client_id}".encode()).digest()[:8]) >> 1
+
+
 def submit_job(
-    store: JobStore, spec: JobSpec, datasets: DatasetLookup, models: ModelLookup
+    store: JobStore,
+    spec: JobSpec,
+    datasets: DatasetLookup,
+    models: ModelLookup,
+    quota: JobQuota | None = DEFAULT_QUOTA,
 ) -> TrainingJob:
-    """Queue ``spec`` after checking what exists: its datasets in storage and its base
-    model in the registry. Announce it afterwards (:func:`vidpipe.bus.announce_job`).
+    """Queue ``spec`` after checking what exists (its datasets in storage, its base model
+    in the registry: shared or the client's own) and the client's ``quota`` (None: no
+    bounds, for platform administrators). Announce it afterwards
+    (:func:`vidpipe.bus.announce_job`).
 
     Raises:
-        JobRejected: a dataset or the base model does not exist (``field`` names which).
+        JobRejected: a dataset or the base model does not exist (or is another client's),
+            or the job is larger than the quota (``field`` names which).
+        JobQuotaExceeded: the client has ``quota.max_active`` jobs queued or running.
     """
     for field in ("dataset", "eval_dataset"):
         name = getattr(spec, field)
@@ -378,12 +433,20 @@ def submit_job(
                 "make one with `vidpipe datasets build` or `vidpipe datasets import`",
                 field,
             )
+    if quota is not None:
+        passes = spec.epochs * datasets.image_count(spec.dataset)
+        if passes > quota.max_image_epochs:
+            raise JobRejected(
+                f"job too large: {spec.epochs} epochs x {passes // spec.epochs} images ="
+                f" {passes} image passes; the limit is {quota.max_image_epochs} per job",
+                "epochs",
+            )
     if spec.base_model is not None:
         try:
-            models.version_of(parse_model_ref(spec.base_model))
+            models.version_of(parse_model_ref(spec.base_model), spec.client_id)
         except LookupError as exc:
             raise JobRejected(f"base model {spec.base_model}: {exc}", "base_model") from exc
-    return store.insert(spec)
+    return store.insert(spec, None if quota is None else quota.max_active)
 
 
 def cancel_job(

@@ -8,11 +8,16 @@ A reference selects a registered model version either through an alias or by num
 The ``models:/`` prefix is optional on input. Client configs, training jobs (base model),
 accuracy runs, promotions and the CLI all go through :func:`parse_model_ref`; the resolved
 ``(name, version)`` pair that events carry is :class:`vidpipe.events.ModelRef`.
+
+Ownership: every registered model carries :data:`OWNER_TAG` (the client that trained it) or
+:data:`SHARED_TAG` (``coco-centernet``); a client sees and uses shared models and its own
+(:func:`model_usable_by`), and another client's model is "not registered" to it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,3 +79,29 @@ def parse_model_ref(text: str) -> ModelSelector:
 def pinned(name: str, version: str) -> ModelSelector:
     """The fixed reference ``NAME/VERSION``."""
     return ModelSelector(name=name, version=version)
+
+
+#: Registered-model tag naming the client that owns a model (set at registration).
+OWNER_TAG = "vidpipe.client"
+#: Registered-model tag marking a model every client may use (``"true"``).
+SHARED_TAG = "vidpipe.shared"
+
+
+def owner_tags(owner: str | None) -> dict[str, str]:
+    """The registered-model tags of a model owned by ``owner`` (``None``: shared)."""
+    return {SHARED_TAG: "true"} if owner is None else {OWNER_TAG: owner}
+
+
+def model_owner(tags: Mapping[str, str]) -> tuple[bool, str | None]:
+    """``(shared, owner)`` of a registered model from its tags; ``(False, None)`` for a
+    model registered before owners were recorded (platform administrators only)."""
+    return tags.get(SHARED_TAG) == "true", tags.get(OWNER_TAG) or None
+
+
+def model_usable_by(tags: Mapping[str, str], client_id: str | None) -> bool:
+    """Whether ``client_id`` may see and use the model (shared, or its own); ``None``
+    stands for a platform administrator, who may use every model."""
+    if client_id is None:
+        return True
+    shared, owner = model_owner(tags)
+    return shared or owner == client_id

@@ -4,6 +4,10 @@
   written by the Spark report job (:func:`replace_report_cells`), read by the dashboard;
 - ``accuracy_reports``: COCO mAP of a model version on a labelled dataset;
 - ``model_promotions``: every decision of the promotion gate.
+
+Accuracy reports and promotions belong to a client, or are shared (``client_id`` =
+:data:`vidpipe.db.SHARED`), by :func:`record_owner`; a client reads shared records and its own
+(``visible_to``), a platform administrator every record.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
-from vidpipe.db import LATENCY_COLUMNS, accuracy_reports, model_promotions, performance_reports
+from vidpipe.db import (
+    LATENCY_COLUMNS,
+    SHARED,
+    accuracy_reports,
+    model_promotions,
+    performance_reports,
+)
 
 #: Serializes report swaps (pg_advisory_xact_lock key).
 _REPORT_LOCK = 0x76_69_64_70_72_65_70  # "vidprep"
@@ -132,12 +142,39 @@ def performance(
     return rows[::-1]
 
 
+def record_owner(model_shared: bool, model_owner: str | None, dataset_owner: str | None) -> str:
+    """Who owns a record about a model evaluated on a dataset: the client owning either
+    (``client/name`` datasets, models tagged with an owner), else :data:`SHARED`.
+
+    Raises:
+        ValueError: the model and the dataset belong to different clients, or the model
+            has no owner at all (registered before owners were recorded: give it one with
+            ``vidpipe models set-owner``).
+    """
+    if not model_shared and model_owner is None:
+        raise ValueError(
+            "the model has no owner recorded; run `vidpipe models set-owner` for it first"
+        )
+    owners = {o for o in (model_owner, dataset_owner) if o is not None}
+    if len(owners) > 1:
+        raise ValueError("the model and the dataset belong to different clients")
+    return owners.pop() if owners else SHARED
+
+
+def _visible(table: sa.Table, client_id: str | None) -> sa.ColumnElement[bool]:
+    """Rows ``client_id`` may read (shared and its own); ``None``: every row."""
+    if client_id is None:
+        return sa.true()
+    return table.c.client_id.in_((client_id, SHARED))
+
+
 class AccuracyRecord(BaseModel):
     """One accuracy evaluation: COCO mAP@[.5:.95] (``map``), @.5, @.75 in 0..1 and per-class
-    AP@[.5:.95] of a model version on a dataset."""
+    AP@[.5:.95] of a model version on a dataset; ``client_id``: its owner (or ``shared``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
+    client_id: str = SHARED
     dataset: str
     model_name: str
     model_version: str
@@ -155,6 +192,7 @@ class AccuracyReport(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     id: int
+    client_id: str | None
     dataset: str
     model_name: str
     model_version: str
@@ -179,11 +217,19 @@ def insert_accuracy(conn: sa.Connection, record: AccuracyRecord) -> int:
 
 
 def accuracy(
-    conn: sa.Connection, model_name: str | None = None, limit: int = 200
+    conn: sa.Connection,
+    visible_to: str | None,
+    model_name: str | None = None,
+    limit: int = 200,
 ) -> list[AccuracyReport]:
-    """Newest first, optionally one model's."""
+    """Newest first, those ``visible_to`` may read (``None``: all), optionally one model's."""
     t = accuracy_reports
-    query = sa.select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+    query = (
+        sa.select(t)
+        .where(_visible(t, visible_to))
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+        .limit(limit)
+    )
     if model_name is not None:
         query = query.where(t.c.model_name == model_name)
     return [AccuracyReport.model_validate(r._mapping) for r in conn.execute(query)]
@@ -198,6 +244,7 @@ class Promotion(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     id: int
+    client_id: str | None
     model_name: str
     candidate_version: str
     production_version: str | None
@@ -217,6 +264,7 @@ class Promotion(BaseModel):
 def insert_promotion(
     conn: sa.Connection,
     *,
+    client_id: str,
     model_name: str,
     candidate_version: str,
     production_version: str | None,
@@ -226,10 +274,12 @@ def insert_promotion(
     decision: Decision,
     requested_by: str | None,
 ) -> Promotion:
-    """Record one gate decision; returns the stored row."""
+    """Record one gate decision (``client_id``: its owner, see :func:`record_owner`);
+    returns the stored row."""
     row = conn.execute(
         sa.insert(model_promotions)
         .values(
+            client_id=client_id,
             model_name=model_name,
             candidate_version=candidate_version,
             production_version=production_version,
@@ -245,11 +295,19 @@ def insert_promotion(
 
 
 def promotions(
-    conn: sa.Connection, model_name: str | None = None, limit: int = 200
+    conn: sa.Connection,
+    visible_to: str | None,
+    model_name: str | None = None,
+    limit: int = 200,
 ) -> list[Promotion]:
-    """Newest first, optionally one model's."""
+    """Newest first, those ``visible_to`` may read (``None``: all), optionally one model's."""
     t = model_promotions
-    query = sa.select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+    query = (
+        sa.select(t)
+        .where(_visible(t, visible_to))
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+        .limit(limit)
+    )
     if model_name is not None:
         query = query.where(t.c.model_name == model_name)
     return [Promotion.model_validate(r._mapping) for r in conn.execute(query)]

@@ -9,8 +9,12 @@ The defaults are the loopback ports that ``vidpipe up`` starts.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vidpipe.urlpolicy import parse_allowed
 
 
 class _Section(BaseModel):
@@ -18,7 +22,15 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
+    """Where the brokers are and how to authenticate: PLAINTEXT on loopback (the local
+    stack), SASL/SCRAM in production (``VIDPIPE_KAFKA__SECURITY_PROTOCOL=SASL_PLAINTEXT`` or
+    ``SASL_SSL``, ``VIDPIPE_KAFKA__SASL_USERNAME`` / ``__SASL_PASSWORD``)."""
+
     bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
 
 
 class S3Settings(_Section):
@@ -47,6 +59,35 @@ class MlflowSettings(_Section):
     tracking_uri: str = "http://127.0.0.1:5000"
 
 
+class CameraSettings(_Section):
+    """What camera URLs may reach, and the keys their credentials are sealed with
+    (:mod:`vidpipe.urlpolicy`, :mod:`vidpipe.cameras`).
+
+    ``allow``: exceptions to the refused address classes (loopback, link-local, metadata,
+    unspecified, multicast, reserved; private ranges too when ``allow_private`` is off),
+    each a CIDR with an optional port: ``127.0.0.1/32:8554``, ``10.0.0.0/8``,
+    ``[::1/128]:8554``. ``keys``: Fernet keys (``Fernet.generate_key()``), newest first; the
+    first seals, all open (rotation: put the new key first, run ``vidpipe cameras
+    rotate-key``, then drop the old one). Empty: the public development key, with a warning.
+    """
+
+    allow_files: bool = Field(
+        default=False, description="tenants may use file:// URLs (a superadmin always may)"
+    )
+    allow_private: bool = Field(
+        default=True, description="10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 allowed"
+    )
+    allow: tuple[str, ...] = ()
+    keys: tuple[SecretStr, ...] = ()
+
+    @field_validator("allow")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            parse_allowed(entry)  # fail at start-up, naming the entry
+        return value
+
+
 class ServiceSettings(BaseSettings):
     """Where the shared infrastructure lives. Services subclass this and add their own knobs."""
 
@@ -60,6 +101,7 @@ class ServiceSettings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     mongo: MongoSettings = MongoSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    cameras: CameraSettings = CameraSettings()
     log_level: str = "INFO"
     metrics_host: str = Field(
         default="127.0.0.1",

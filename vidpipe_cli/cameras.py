@@ -1,5 +1,8 @@
 """``vidpipe cameras``: cameras of a client, through the same rules as the API
-(:mod:`vidpipe.cameras`: ids are unique, a camera never moves between clients)."""
+(:mod:`vidpipe.cameras`: ids are unique, a camera never moves between clients, URLs pass
+the platform's URL policy). The CLI acts as a platform administrator (it holds the
+database's keys), so it may use file:// URLs; loopback and the like still need the
+allow-list (``VIDPIPE_CAMERAS__ALLOW``)."""
 
 from __future__ import annotations
 
@@ -12,10 +15,9 @@ import typer
 from pydantic import ValidationError
 
 from vidpipe import cameras
-from vidpipe.cameras import CameraExists, CameraFields, CameraNotFound
+from vidpipe.cameras import CameraExists, CameraFields, CameraNotFound, UrlCipher, UrlRules
 from vidpipe.db import create_engine
 from vidpipe.settings import ServiceSettings
-from vidpipe.urls import mask_url
 
 app = typer.Typer(no_args_is_help=True, help="Cameras of a client.")
 
@@ -28,6 +30,10 @@ def _transaction() -> Iterator[sa.Connection]:
             yield conn
     finally:
         engine.dispose()
+
+
+def _rules() -> UrlRules:
+    return UrlRules.of(ServiceSettings().cameras, platform_admin=True)
 
 
 def _fields(name: str, url: str, fps: float, enabled: bool) -> CameraFields:
@@ -51,7 +57,7 @@ def add_camera(
     fields = _fields(name or camera_id, url, fps, enabled)
     try:
         with _transaction() as conn:
-            cameras.create_camera(conn, client, camera_id, fields)
+            cameras.create_camera(conn, client, camera_id, fields, _rules())
     except (CameraExists, ValueError) as exc:
         typer.echo(f"camera not added: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -76,13 +82,16 @@ def update_camera(
             current = cameras.get_camera(conn, camera_id, client)
             fields = _fields(
                 name or current.name or camera_id,
-                url or current.url,
+                url or current.url,  # masked: its stored secrets are kept
                 fps or current.fps,
                 current.enabled if enabled is None else enabled,
             )
-            cameras.update_camera(conn, client, camera_id, fields)
+            cameras.update_camera(conn, client, camera_id, fields, _rules())
     except CameraNotFound as exc:
         typer.echo(f"camera not updated: {exc} for client {client!r}", err=True)
+        raise typer.Exit(1) from exc
+    except ValueError as exc:
+        typer.echo(f"camera not updated: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"camera {camera_id} updated")
 
@@ -111,5 +120,15 @@ def list_cameras(client: Annotated[str | None, typer.Option(help="one client's")
         state = "enabled" if camera.enabled else "disabled"
         typer.echo(
             f"{camera.client_id:<16} {camera.camera_id:<20} {camera.fps:>5g} fps {state:<8} "
-            f"{mask_url(camera.url)}"
+            f"{camera.url}"
         )
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Seal every camera's credentials again with the first of ``VIDPIPE_CAMERAS__KEYS``
+    (old keys, still listed after it, open them), and seal any stored in clear."""
+    cipher = UrlCipher.of(ServiceSettings().cameras)
+    with _transaction() as conn:
+        changed = cameras.reseal_urls(conn, cipher)
+    typer.echo(f"{changed} camera URL(s) sealed with the current key")

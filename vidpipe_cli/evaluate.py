@@ -81,22 +81,27 @@ def accuracy_table(result: AccuracyRecord) -> Table:
 def accuracy(
     dataset: Annotated[str, typer.Option(help="labelled dataset name")],
     model: Annotated[str, typer.Option(help="registered model: NAME@ALIAS or NAME/VERSION")],
+    client: Annotated[
+        str | None,
+        typer.Option(help="on behalf of this client: only shared and its own models/datasets"),
+    ] = None,
 ) -> None:
-    """Evaluate a registered model's mAP on a labelled dataset and print the result."""
+    """Evaluate a registered model's mAP on a labelled dataset and print the result. The
+    report belongs to the client owning the model or dataset, else it is shared."""
     try:
         parse_model_ref(model)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from exc
     from services.accuracy.service import evaluate_accuracy
-    from vidpipe.datasets import DatasetNotFound, InvalidDataset
+    from vidpipe.datasets import InvalidDataset
     from vidpipe_ml.cache import ModelUnavailable
 
     settings = ServiceSettings()
     configure_logging(settings.log_level)
     try:
         prepare_builtin_dataset(ObjectStore(settings.s3), dataset)
-        result = evaluate_accuracy(settings, dataset, model)
-    except (DatasetNotFound, InvalidDataset, ModelUnavailable, ValueError) as exc:
+        result = evaluate_accuracy(settings, dataset, model, client_id=client)
+    except (LookupError, InvalidDataset, ModelUnavailable, ValueError) as exc:
         typer.echo(f"vidpipe evaluate accuracy: {exc}", err=True)
         raise typer.Exit(1) from exc
     console().print(accuracy_table(result))

@@ -148,10 +148,15 @@ def promote(
         "vtest-persons"
     ),
     force: Annotated[bool, typer.Option(help="promote even if mAP is lower")] = False,
+    client: Annotated[
+        str | None,
+        typer.Option(help="on behalf of this client: only shared and its own models/datasets"),
+    ] = None,
 ) -> None:
     """Move NAME@TO to NAME@FROM's version if its COCO mAP on DATASET is not lower.
 
-    Exit codes: 0 promoted or forced, 1 refused, 2 model/dataset not found or unloadable."""
+    Exit codes: 0 promoted or forced, 1 refused, 2 model/dataset not found, unloadable or
+    of mixed owners."""
     from services.accuracy.promote import promote as gate
     from vidpipe.datasets import InvalidDataset
     from vidpipe_ml.cache import ModelUnavailable
@@ -166,8 +171,9 @@ def promote(
             dataset,
             force=force,
             requested_by=getpass.getuser(),
+            client_id=client,
         )
-    except (LookupError, InvalidDataset, ModelUnavailable) as exc:  # DatasetNotFound: Lookup
+    except (LookupError, InvalidDataset, ModelUnavailable, ValueError) as exc:
         typer.echo(f"promotion not possible: {exc}", err=True)
         raise typer.Exit(2) from exc
     production = (
@@ -181,3 +187,28 @@ def promote(
     )
     if not result.moved:
         raise typer.Exit(1)
+
+
+@app.command("set-owner")
+def set_owner(
+    name: str,
+    client: Annotated[str | None, typer.Option(help="the client that owns the model")] = None,
+    shared: Annotated[bool, typer.Option(help="every client may use the model")] = False,
+) -> None:
+    """Record who owns registered model NAME (models registered before owners were recorded
+    have none and are visible to platform administrators only)."""
+    from mlflow import MlflowClient
+
+    from vidpipe.modelref import OWNER_TAG, SHARED_TAG, owner_tags
+
+    if shared == (client is not None):
+        raise typer.BadParameter("give exactly one of --client or --shared")
+    uri = ServiceSettings().mlflow.tracking_uri
+    registry = MlflowClient(uri, uri)
+    current = registry.get_registered_model(name).tags or {}
+    for tag in (OWNER_TAG, SHARED_TAG):
+        if tag in current:
+            registry.delete_registered_model_tag(name, tag)
+    for key, value in owner_tags(client).items():
+        registry.set_registered_model_tag(name, key, value)
+    typer.echo(f"{name}: {'shared' if client is None else f'owned by {client}'}")

@@ -3,9 +3,12 @@
 :func:`log_registered_model` is the one way a model version is made: inside an MLflow run
 the module is logged with ``mlflow.pytorch.log_model(serialization_format="pickle")``,
 registered, tagged with its label list (``labels``, JSON) and :data:`FORMAT_TAG`, and an
-alias is pointed at it. Loading it back is ``mlflow.pytorch.load_model("models:/NAME@ALIAS")``;
-the unpickled classes are referenced by module path (:mod:`vidpipe_ml.centernet`,
-:mod:`vidpipe_ml.torchvision_models`), so ``vidpipe_ml`` must be importable where it loads.
+alias is pointed at it. The registered model carries its owner
+(:data:`vidpipe.modelref.OWNER_TAG`, or :data:`~vidpipe.modelref.SHARED_TAG`): a version is
+only ever added to a model of the same owner. Loading it back is
+``mlflow.pytorch.load_model("models:/NAME@ALIAS")``; the unpickled classes are referenced
+by module path (:mod:`vidpipe_ml.centernet`, :mod:`vidpipe_ml.torchvision_models`), so
+``vidpipe_ml`` must be importable where it loads.
 
 :func:`import_centernet` builds the COCO CenterNet detector from its npm weights, checks it
 on a real photograph, and registers it.
@@ -25,9 +28,15 @@ import torch
 import torchvision
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
 from skimage.data import astronaut
 
+from vidpipe.modelref import model_owner, owner_tags
 from vidpipe_ml.centernet import INPUT_SIZE, CenterNet, build_centernet
 from vidpipe_ml.weights import (
     DEFAULT_WEIGHTS_DIR,
@@ -52,6 +61,38 @@ CHECK_MIN_IOU = 0.5
 
 class ModelCheckError(RuntimeError):
     """The built model does not detect what a working COCO detector must detect."""
+
+
+class ModelOwnershipError(PermissionError):
+    """The registered model name belongs to another owner (a client, or shared)."""
+
+
+def claim_registered_model(client: MlflowClient, name: str, owner: str | None) -> None:
+    """Make sure ``name`` exists and belongs to ``owner`` (``None``: shared), creating it
+    with its owner tags if absent. A model registered before owners were recorded is
+    adopted when its name is the trainer's ``<owner>-...`` (or, for shared, as is).
+
+    Raises:
+        ModelOwnershipError: ``name`` is another owner's model.
+    """
+    try:
+        client.create_registered_model(name, tags=owner_tags(owner))
+        return
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    shared, current = model_owner(client.get_registered_model(name).tags or {})
+    if (owner is None and shared) or (owner is not None and current == owner):
+        return
+    legacy = not shared and current is None
+    if legacy and (owner is None or name.startswith(f"{owner}-")):
+        for key, value in owner_tags(owner).items():
+            client.set_registered_model_tag(name, key, value)
+        logger.info("registered model %s adopted by %s", name, owner or "shared")
+        return
+    raise ModelOwnershipError(
+        f"registered model {name!r} belongs to someone else; register under another name"
+    )
 
 
 def check_on_astronaut(model: CenterNet) -> dict[str, float]:
@@ -108,16 +149,21 @@ def log_registered_model(
     labels: Sequence[str],
     alias: str,
     tracking_uri: str,
+    *,
+    owner: str | None,
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
 ) -> str:
     """Inside an active MLflow run: log ``module`` (pickled), register it as a new version of
-    ``name``, tag it (``labels`` JSON, :data:`FORMAT_TAG`, ``tags``), and point ``alias`` at
-    it. Returns the new version.
+    ``name`` owned by client ``owner`` (``None``: a shared model), tag it (``labels`` JSON,
+    :data:`FORMAT_TAG`, ``tags``), and point ``alias`` at it. Returns the new version.
 
     Raises:
+        ModelOwnershipError: ``name`` is another owner's model (nothing is registered).
         mlflow.exceptions.MlflowException: the tracking server rejects the upload.
     """
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    claim_registered_model(client, name, owner)
     info = mlflow.pytorch.log_model(
         module,
         name="model",
@@ -129,7 +175,6 @@ def log_registered_model(
         ],
     )
     version = str(info.registered_model_version)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     all_tags = {"labels": json.dumps(list(labels)), FORMAT_TAG: FORMAT, **(tags or {})}
     for key, value in all_tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -182,6 +227,7 @@ def import_centernet(
                 model.labels,
                 alias,
                 tracking_uri,
+                owner=None,
                 tags={"source": source},
                 description=f"MobileNetV3-CenterNet, COCO-80, 512x512; {source}",
             )
@@ -218,6 +264,7 @@ def ensure_centernet(
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         version = client.get_model_version_by_alias(name, alias)
+        claim_registered_model(client, name, owner=None)  # the COCO detector is shared
         current = (version.tags or {}).get(FORMAT_TAG) == FORMAT
         if current and _artifacts_present(tracking_uri, name, str(version.version)):
             return str(version.version)

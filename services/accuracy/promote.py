@@ -14,7 +14,7 @@ from collections.abc import Callable
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from services.accuracy.service import evaluate_accuracy
+from services.accuracy.service import evaluate_accuracy, record_owner_for
 from vidpipe.db import create_engine
 from vidpipe.reports import Decision, Promotion, insert_promotion
 from vidpipe.settings import ServiceSettings
@@ -57,18 +57,25 @@ def promote(
     force: bool = False,
     requested_by: str | None = None,
     measure: MapFn = measured_map,
+    client_id: str | None = None,
 ) -> Promotion:
     """Gate ``models:/NAME@FROM`` against ``models:/NAME@TO`` on ``dataset``; move ``TO`` to
-    the candidate's version unless refused (see :func:`decide`), and record the decision.
+    the candidate's version unless refused (see :func:`decide`), and record the decision,
+    owned like its accuracy reports (:func:`services.accuracy.service.record_owner_for`;
+    ``client_id``: the client asking, which may promote only its own or shared models).
 
     If both aliases already point to the same version it is recorded as ``promoted``
     without evaluating twice.
 
     Raises:
-        LookupError: ``NAME@FROM`` does not exist.
+        LookupError: ``NAME@FROM`` does not exist; the dataset is another client's.
+        vidpipe_ml.cache.ModelUnavailable: the model does not exist or is another client's.
+        ValueError: the model and the dataset belong to different clients, or the model has
+            no owner recorded.
         vidpipe.datasets.DatasetNotFound / InvalidDataset: bad dataset.
         vidpipe_ml.cache.ModelUnavailable: a version cannot be loaded.
     """
+    owner = record_owner_for(settings, dataset, f"{name}@{from_alias}", client_id)
     uri = settings.mlflow.tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     candidate = _alias_version(client, name, from_alias)
@@ -90,6 +97,7 @@ def promote(
         with engine.begin() as conn:
             promotion = insert_promotion(
                 conn,
+                client_id=owner,
                 model_name=name,
                 candidate_version=candidate,
                 production_version=production,

@@ -1,5 +1,8 @@
 """Model accuracy on a labelled dataset, recorded: ``evaluate_accuracy(settings, dataset, ref)``.
 
+0. checks ownership: for a client, the model and the dataset must be shared or its own
+   (another client's reads as absent); the record belongs to the client owning the model
+   or the dataset, else it is shared (:func:`vidpipe.reports.record_owner`);
 1. loads the dataset (:mod:`vidpipe.datasets`: COCO JSON + images in S3);
 2. resolves and loads the model through the ML library's cache (``NAME@ALIAS`` or
    ``NAME/VERSION``, with or without ``models:/``) on the backend the detector would use
@@ -21,13 +24,14 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from vidpipe.datasets import load_dataset
+from vidpipe.datasets import DatasetNotFound, dataset_owner, dataset_usable_by, load_dataset
 from vidpipe.db import create_engine
 from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
-from vidpipe.reports import AccuracyRecord, insert_accuracy
+from vidpipe.reports import AccuracyRecord, insert_accuracy, record_owner
 from vidpipe.settings import ServiceSettings
-from vidpipe_ml.cache import ModelCache
+from vidpipe_ml.cache import ModelCache, ModelUnavailable
+from vidpipe_ml.catalog import ModelCatalog, ModelNotFound
 from vidpipe_ml.coco import SCORE_FLOOR, CocoMetrics
 from vidpipe_ml.evaluation import evaluate_model, require_ground_truth
 
@@ -36,19 +40,49 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "accuracy-reports"
 
 
-def evaluate_accuracy(settings: ServiceSettings, dataset: str, model: str) -> AccuracyRecord:
+def record_owner_for(
+    settings: ServiceSettings, dataset: str, model: str, client_id: str | None = None
+) -> str:
+    """Who owns a record of ``model`` on ``dataset`` (a client id or ``shared``), after
+    checking that ``client_id`` (``None``: a platform administrator) may use both.
+
+    Raises:
+        ValueError: ``model`` is not a model reference; the model and the dataset belong to
+            different clients, or the model has no owner recorded.
+        vidpipe_ml.cache.ModelUnavailable: no such model, or another client's.
+        vidpipe.datasets.DatasetNotFound: another client's dataset (as if absent).
+    """
+    selector = parse_model_ref(model)
+    if client_id is not None and not dataset_usable_by(dataset, client_id):
+        raise DatasetNotFound(dataset, [])
+    catalog = ModelCatalog(settings.mlflow.tracking_uri)
+    try:
+        shared, owner = catalog.owner(selector.name, client_id)
+    except ModelNotFound as exc:
+        raise ModelUnavailable(f"{model}: {exc}") from exc
+    return record_owner(shared, owner, dataset_owner(dataset))
+
+
+def evaluate_accuracy(
+    settings: ServiceSettings, dataset: str, model: str, client_id: str | None = None
+) -> AccuracyRecord:
     """Evaluate a registered model on a stored dataset, record it, and return the result.
 
     Args:
         dataset: dataset name in bucket ``datasets`` (e.g. ``vtest-persons``).
         model: a model reference (``NAME@ALIAS``, ``NAME/VERSION``, ``models:/...``).
+        client_id: the client asking (model and dataset must be shared or its own);
+            ``None``: a platform administrator.
     Raises:
-        ValueError: ``model`` is not a model reference.
+        ValueError: ``model`` is not a model reference, or ownership is mixed or unknown
+            (see :func:`record_owner_for`).
         vidpipe.datasets.DatasetNotFound: no such dataset (lists the existing ones).
         vidpipe.datasets.InvalidDataset: malformed, or no images / no boxes.
-        vidpipe_ml.cache.ModelUnavailable: the model cannot be resolved or loaded.
+        vidpipe_ml.cache.ModelUnavailable: the model cannot be resolved or loaded, or is
+            another client's.
     """
     selector = parse_model_ref(model)
+    owner = record_owner_for(settings, dataset, model, client_id)
     data = load_dataset(ObjectStore(settings.s3), dataset)
     require_ground_truth(data)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -79,6 +113,7 @@ def evaluate_accuracy(settings: ServiceSettings, dataset: str, model: str) -> Ac
         images=result.images,
     )
     record = AccuracyRecord(
+        client_id=owner,
         dataset=dataset,
         model_name=loaded.ref.name,
         model_version=loaded.ref.version,

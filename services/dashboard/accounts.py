@@ -2,12 +2,16 @@
 
 Nobody but a superadmin creates a superadmin; API keys are at most ``operator`` (a key never
 manages users or keys). Secrets are stored hashed (see :mod:`services.dashboard.auth`).
+A taken e-mail answers the same 409, without echoing it, whichever client holds it. Disabling
+a user, changing a password, "sign out everywhere" and an admin's revocation end the user's
+sessions (:class:`services.dashboard.sessions.SessionStore`).
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from services.dashboard import auth
 from services.dashboard.auth import Principal, Role
 from services.dashboard.errors import Conflict, Forbidden, Invalid, NotFound
+from services.dashboard.sessions import SessionStore
 from services.dashboard.tenancy import acting_client, client_filter
 from vidpipe.db import api_keys, users
 from vidpipe.ids import ID_PATTERN
@@ -23,6 +28,9 @@ from vidpipe.ids import ID_PATTERN
 #: who acts when the CLI creates a user: someone at the server with the database's keys
 _OPERATOR_CLI = Principal(name="cli", role=Role.superadmin, client_id=None)
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
+#: the one answer to a taken e-mail, whoever holds it (no echo, no client)
+EMAIL_TAKEN = "that e-mail address cannot be used for a new account; choose another"
+Password = Annotated[str, Field(min_length=10, max_length=256)]
 
 
 class UserIn(BaseModel):
@@ -36,7 +44,7 @@ class UserIn(BaseModel):
     )
 
     email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
-    password: str = Field(min_length=10, max_length=256)
+    password: Password
     role: Role
     client_id: str | None = Field(default=None, pattern=ID_PATTERN, description="superadmin only")
 
@@ -52,6 +60,37 @@ class UserOut(BaseModel):
     client_id: str | None
     role: Role
     created_at: datetime
+    disabled_at: datetime | None = None
+
+
+class UserChange(BaseModel):
+    """A new role and/or enabled state; disabling ends the user's sessions."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"role": "viewer", "disabled": True}]}
+    )
+
+    role: Literal["viewer", "operator", "admin"] | None = None
+    disabled: bool | None = None
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"current_password": "the old passphrase", "new_password": "a new long passphrase"}
+            ]
+        },
+    )
+
+    current_password: str = Field(max_length=256)
+    new_password: Password
+
+
+def new_password() -> str:
+    """A random initial password (shown once to the admin who creates the user)."""
+    return secrets.token_urlsafe(12)
 
 
 class ApiKeyIn(BaseModel):
@@ -102,7 +141,7 @@ def create_user(conn: sa.Connection, principal: Principal | None, body: UserIn) 
         .returning(users)
     ).one_or_none()
     if row is None:
-        raise Conflict(f"a user with e-mail {body.email} exists", field="email")
+        raise Conflict(EMAIL_TAKEN, field="email")
     conn.commit()
     return UserOut.model_validate(row._mapping)
 
@@ -117,7 +156,9 @@ def list_users(
     return [UserOut.model_validate(r._mapping) for r in conn.execute(query)]
 
 
-def delete_user(conn: sa.Connection, principal: Principal, user_id: int) -> None:
+def _managed_user(conn: sa.Connection, principal: Principal, user_id: int) -> sa.Row[Any]:
+    """A user ``principal`` may manage. Raises NotFound for anyone else (and oneself is
+    refused by each caller where it matters)."""
     row = conn.execute(sa.select(users).where(users.c.user_id == user_id)).one_or_none()
     visible = row is not None and (
         principal.is_superadmin
@@ -125,22 +166,99 @@ def delete_user(conn: sa.Connection, principal: Principal, user_id: int) -> None
     )
     if row is None or not visible:
         raise NotFound(f"user {user_id} not found", field="user_id")
+    return row
+
+
+def delete_user(
+    conn: sa.Connection, sessions: SessionStore, principal: Principal, user_id: int
+) -> None:
+    _managed_user(conn, principal, user_id)
     if user_id == principal.user_id:
         raise Conflict("you cannot delete yourself")
     conn.execute(sa.delete(users).where(users.c.user_id == user_id))
     conn.commit()
+    sessions.revoke_user(user_id)
+
+
+def change_user(
+    conn: sa.Connection,
+    sessions: SessionStore,
+    principal: Principal,
+    user_id: int,
+    body: UserChange,
+) -> UserOut:
+    """Set a user's role and/or disable or enable them (not oneself, not a superadmin's
+    role). Disabling ends every session of the user."""
+    row = _managed_user(conn, principal, user_id)
+    if user_id == principal.user_id:
+        raise Conflict("you cannot change your own role or disable yourself")
+    values: dict[str, Any] = {}
+    if body.role is not None:
+        if row.role == Role.superadmin.value:
+            raise Invalid("a superadmin's role does not change", field="role")
+        values["role"] = body.role
+    if body.disabled is not None:
+        values["disabled_at"] = sa.func.now() if body.disabled else None
+    if values:
+        row = conn.execute(
+            sa.update(users).where(users.c.user_id == user_id).values(**values).returning(users)
+        ).one()
+        conn.commit()
+    if body.disabled:
+        sessions.revoke_user(user_id)
+    return UserOut.model_validate(row._mapping)
+
+
+def revoke_sessions(
+    conn: sa.Connection, sessions: SessionStore, principal: Principal, user_id: int
+) -> int:
+    """End every session of a user ``principal`` manages (or of ``principal`` itself)."""
+    if user_id != principal.user_id:
+        _managed_user(conn, principal, user_id)
+    return sessions.revoke_user(user_id)
+
+
+def change_password(
+    conn: sa.Connection, sessions: SessionStore, principal: Principal, body: PasswordChange
+) -> str:
+    """Set the signed-in user's password after checking the current one, and end all of the
+    user's sessions. Returns the new hash (for the caller's fresh session).
+
+    Raises:
+        Forbidden: an API key (it has no password).
+        Invalid: the current password is wrong (field ``current_password``).
+    """
+    if principal.user_id is None:
+        raise Forbidden("API keys have no password; sign in as a user")
+    row = conn.execute(
+        sa.select(users.c.password_hash).where(users.c.user_id == principal.user_id)
+    ).one()
+    if not auth.verify_password(row.password_hash, body.current_password):
+        raise Invalid("the current password is wrong", field="current_password")
+    password_hash = auth.hash_password(body.new_password)
+    conn.execute(
+        sa.update(users)
+        .where(users.c.user_id == principal.user_id)
+        .values(password_hash=password_hash)
+    )
+    conn.commit()
+    sessions.revoke_user(principal.user_id)
+    return password_hash
 
 
 def find_login(conn: sa.Connection, email: str, password: str) -> tuple[int, str] | None:
-    """``(user_id, password_hash)`` when the e-mail and password match, else None."""
+    """``(user_id, password_hash)`` when the e-mail and password match an enabled user, else
+    None (a disabled user costs the same hash as anyone)."""
     row = conn.execute(
-        sa.select(users.c.user_id, users.c.password_hash).where(
+        sa.select(users.c.user_id, users.c.password_hash, users.c.disabled_at).where(
             users.c.email == email.strip().lower()
         )
     ).one_or_none()
     if not auth.verify_password(None if row is None else row.password_hash, password):
         return None
     assert row is not None
+    if row.disabled_at is not None:
+        return None
     return row.user_id, row.password_hash
 
 

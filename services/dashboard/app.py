@@ -4,7 +4,6 @@ the JSON API (``/api/v1``), the pages and static files. Nothing is built at impo
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,13 +11,13 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.sessions import SessionMiddleware
 
 from services.dashboard import errors_http
 from services.dashboard.api import api_router
 from services.dashboard.deps import CurrentUser
 from services.dashboard.pages import page_router
 from services.dashboard.resources import STATIC_DIR, Resources
+from services.dashboard.sessions import ServerSessionMiddleware
 from services.dashboard.settings import DashboardSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,7 @@ def create_app(settings: DashboardSettings) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,  # 413 beyond, streamed bodies included
     )
     app.state.resources = resources
     _add_middleware(app, settings, resources)
@@ -61,13 +61,6 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     return app
 
 
-def _session_secret(settings: DashboardSettings) -> str:
-    if settings.session_secret is not None:
-        return settings.session_secret.get_secret_value()
-    log.warning("VIDPIPE_SESSION_SECRET unset: using a random one; sessions end on restart")
-    return secrets.token_urlsafe(32)
-
-
 def _add_middleware(app: FastAPI, settings: DashboardSettings, resources: Resources) -> None:
     s3 = urlsplit(settings.s3_public_endpoint_url or settings.s3.endpoint_url)
     s3_origin = f"{s3.scheme}://{s3.netloc}"
@@ -84,13 +77,21 @@ def _add_middleware(app: FastAPI, settings: DashboardSettings, resources: Resour
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith("/static/"):  # pages may show one-time secrets
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    secure = settings.cookies_secure
+    log.info(
+        "session cookies %s (%s)",
+        "Secure" if secure else "not Secure",
+        "VIDPIPE_SECURE_COOKIES"
+        if settings.secure_cookies is not None
+        else f"default for host {settings.host}",
+    )
     app.add_middleware(
-        SessionMiddleware,
-        secret_key=_session_secret(settings),
-        session_cookie=SESSION_COOKIE,
-        max_age=settings.session_max_age_s,
-        same_site="lax",
-        https_only=settings.secure_cookies,
+        ServerSessionMiddleware,
+        store=resources.sessions,
+        cookie=SESSION_COOKIE,
+        secure=secure,
     )

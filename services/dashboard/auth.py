@@ -4,8 +4,9 @@
   login's timing does not tell which accounts exist.
 - API keys: ``vpk_`` + 43 url-safe random characters (256 bits); stored as SHA-256 hex,
   found by that hash. Shown once, at creation.
-- Sessions: Starlette's signed cookie (itsdangerous) holding ``uid``, a fingerprint of the
-  password hash (a password change ends older sessions) and the CSRF token.
+- Sessions: server-side in Redis (:mod:`services.dashboard.sessions`) holding ``uid``, a
+  fingerprint of the password hash (a second guard: a password change also revokes them) and
+  the CSRF token.
 - CSRF: synchronizer token in the session; HTML forms send it as ``csrf_token``, scripts
   as the ``X-CSRF-Token`` header. Bearer-key requests carry no ambient credentials and skip it.
 """

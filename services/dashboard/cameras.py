@@ -1,19 +1,19 @@
 """Cameras as the dashboard serves them: the caller's client scope on top of the one
-implementation of the camera rules (:mod:`vidpipe.cameras`), and stream passwords masked
-for viewers. Another client's camera is a 404, as if it did not exist."""
+implementation of the camera rules (:mod:`vidpipe.cameras`: URL policy, sealed secrets;
+answers carry only masked URLs). Another client's camera is a 404, as if it did not exist;
+a URL the policy refuses is a 422 on ``url``."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from pydantic import ConfigDict, Field
 
-from services.dashboard.auth import Principal, Role
-from services.dashboard.errors import Conflict
+from services.dashboard.auth import Principal
+from services.dashboard.errors import Conflict, Invalid
 from services.dashboard.tenancy import acting_client, client_filter
 from vidpipe import cameras
-from vidpipe.cameras import CAMERA_EXAMPLE, Camera, CameraExists, CameraFields
+from vidpipe.cameras import CAMERA_EXAMPLE, Camera, CameraExists, CameraFields, UrlRules
 from vidpipe.ids import ID_PATTERN, ID_RULE
-from vidpipe.urls import mask_url
 
 
 class CameraIn(CameraFields):
@@ -27,43 +27,49 @@ class CameraIn(CameraFields):
     )
 
 
-def _out(camera: Camera, principal: Principal) -> Camera:
-    if not principal.role.at_least(Role.operator):  # viewers do not see stream passwords
-        return camera.model_copy(update={"url": mask_url(camera.url)})
-    return camera
-
-
 def list_cameras(
     conn: sa.Connection, principal: Principal, client_id: str | None = None
 ) -> list[Camera]:
-    only = client_filter(principal, client_id)
-    return [_out(c, principal) for c in cameras.list_cameras(conn, only)]
+    return cameras.list_cameras(conn, client_filter(principal, client_id))
 
 
 def get_camera(conn: sa.Connection, principal: Principal, camera_id: str) -> Camera:
     """Raises :class:`vidpipe.cameras.CameraNotFound` (404) for another client's camera."""
     scope = None if principal.is_superadmin else principal.client_id
-    return _out(cameras.get_camera(conn, camera_id, scope), principal)
+    return cameras.get_camera(conn, camera_id, scope)
 
 
-def create_camera(conn: sa.Connection, principal: Principal, body: CameraIn) -> Camera:
+def create_camera(
+    conn: sa.Connection, rules: UrlRules, principal: Principal, body: CameraIn
+) -> Camera:
+    """Raises Conflict (409) for a taken id, Invalid (422, ``url``) for a refused URL."""
     client = acting_client(conn, principal, body.client_id)
     fields = CameraFields.model_validate(body.model_dump(exclude={"camera_id", "client_id"}))
     try:
-        camera = cameras.create_camera(conn, client, body.camera_id, fields)
+        camera = cameras.create_camera(
+            conn, client, body.camera_id, fields, rules.as_admin(principal.is_superadmin)
+        )
     except CameraExists as exc:
         raise Conflict(str(exc), field="camera_id") from exc
+    except ValueError as exc:  # the URL policy, or *** for a secret a new camera lacks
+        raise Invalid(str(exc), field="url") from exc
     conn.commit()
-    return _out(camera, principal)
+    return camera
 
 
 def update_camera(
-    conn: sa.Connection, principal: Principal, camera_id: str, body: CameraFields
+    conn: sa.Connection, rules: UrlRules, principal: Principal, camera_id: str, body: CameraFields
 ) -> Camera:
+    """Raises CameraNotFound (404), Invalid (422, ``url``) for a refused URL."""
     current = get_camera(conn, principal, camera_id)
-    camera = cameras.update_camera(conn, current.client_id, camera_id, body)
+    try:
+        camera = cameras.update_camera(
+            conn, current.client_id, camera_id, body, rules.as_admin(principal.is_superadmin)
+        )
+    except ValueError as exc:
+        raise Invalid(str(exc), field="url") from exc
     conn.commit()
-    return _out(camera, principal)
+    return camera
 
 
 def delete_camera(conn: sa.Connection, principal: Principal, camera_id: str) -> None:

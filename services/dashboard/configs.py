@@ -100,12 +100,13 @@ def check_classes(version: ModelVersionInfo, classes: list[str]) -> None:
 
 
 def put_config(resources: Resources, client_id: str, body: ConfigIn) -> ConfigOut:
-    """Validate against the registry, save, invalidate the cache; returns the saved config."""
+    """Validate against the registry (a shared model or the client's own: another client's
+    is "not registered"), save, invalidate the cache; returns the saved config."""
     selector = ModelSelector(
         name=body.model_name, alias=body.model_alias, version=body.model_version
     )
     try:
-        version = resources.catalog.resolve(selector)
+        version = resources.catalog.resolve(selector, client_id)
     except ModelNotFound as exc:
         raise Invalid(str(exc), field=f"model_{exc.part}") from exc
     classes = list(dict.fromkeys(c.strip() for c in body.classes_of_interest if c.strip()))

@@ -1,5 +1,5 @@
-"""FastAPI dependencies as ``Annotated`` aliases: resources, a DB connection per request, and
-the authenticated caller with role checks.
+"""FastAPI dependencies as ``Annotated`` aliases: resources, a DB connection per request, the
+authenticated caller with role checks, and the throttle of expensive routes.
 
 Every route except ``/health``, ``/login`` and ``/static`` depends on :data:`CurrentUser`
 (directly or through a role alias), so nothing else answers without credentials.
@@ -37,15 +37,23 @@ def get_connection(resources: ResourcesDep) -> Iterator[sa.Connection]:
 SessionDep = Annotated[sa.Connection, Depends(get_connection)]
 
 
-def _authenticate(request: Request, conn: SessionDep) -> Principal:
+def client_address(request: Request) -> str:
+    """The caller's address (behind a trusted proxy, the one it forwarded)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _authenticate(request: Request, conn: SessionDep, resources: ResourcesDep) -> Principal:
     token = auth.bearer_token(request.headers.get("authorization"))
     if token is not None:
+        address = client_address(request)
+        resources.throttle.check_api_keys(address)
         row = conn.execute(
             sa.select(api_keys.c.key_id, api_keys.c.client_id, api_keys.c.name, api_keys.c.role)
             .where(api_keys.c.key_hash == auth.hash_api_key(token))
             .where(api_keys.c.revoked_at.is_(None))
         ).one_or_none()
         if row is None:
+            resources.throttle.bad_api_key(address)
             raise NotAuthenticated("invalid or revoked API key")
         return Principal(
             name=f"key:{row.name}", role=Role(row.role), client_id=row.client_id, key_id=row.key_id
@@ -55,7 +63,7 @@ def _authenticate(request: Request, conn: SessionDep) -> Principal:
     if isinstance(uid, int):
         row = conn.execute(
             sa.select(users.c.email, users.c.client_id, users.c.role, users.c.password_hash).where(
-                users.c.user_id == uid
+                users.c.user_id == uid, users.c.disabled_at.is_(None)
             )
         ).one_or_none()
         if row is not None and session.get("pw") == auth.password_fingerprint(row.password_hash):
@@ -100,3 +108,13 @@ def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
 OperatorUser = Annotated[Principal, Depends(require(Role.operator))]
 AdminUser = Annotated[Principal, Depends(require(Role.admin))]
 SuperadminUser = Annotated[Principal, Depends(require(Role.superadmin))]
+
+
+def expensive(user: CurrentUser, resources: ResourcesDep) -> None:
+    """Count a call of a route that lists storage or the registry, or queues work
+    (:meth:`services.dashboard.throttle.Throttle.expensive`): 429 over the limit."""
+    resources.throttle.expensive(user)
+
+
+#: ``dependencies=[Expensive]`` on a route throttles it per caller
+Expensive = Depends(expensive)

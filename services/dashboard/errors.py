@@ -41,3 +41,13 @@ class Unavailable(DashboardError):
     """A backing service (MLflow, S3) did not answer."""
 
     status = 503
+
+
+class TooManyRequests(DashboardError):
+    """A rate limit or quota: ``retry_after_s`` says when to try again (``Retry-After``)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 60, field: str | None = None) -> None:
+        super().__init__(message, field)
+        self.retry_after_s = retry_after_s

@@ -17,11 +17,12 @@ from services.dashboard.errors import (
     Invalid,
     NotAuthenticated,
     NotFound,
+    TooManyRequests,
     Unavailable,
 )
 from services.dashboard.pages.render import error_page
 from vidpipe.cameras import CameraExists, CameraNotFound
-from vidpipe.jobs import JobFinished, JobNotFound, JobRejected
+from vidpipe.jobs import JobFinished, JobNotFound, JobQuotaExceeded, JobRejected
 from vidpipe_ml.catalog import ModelNotFound, RegistryUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,15 @@ def wants_json(request: Request) -> bool:
 
 async def dashboard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DashboardError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after_s)
     if not wants_json(request):
-        return error_page(request, exc)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+        page = error_page(request, exc)
+        page.headers.update(headers)
+        return page
+    if isinstance(exc, NotAuthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
     body: dict[str, object] = {"detail": exc.message}
     if exc.field:
         body["field"] = exc.field
@@ -72,6 +79,8 @@ def _library_error(exc: Exception) -> DashboardError:
         return Conflict(message)
     if isinstance(exc, JobRejected):
         return Invalid(message, field=exc.field)
+    if isinstance(exc, JobQuotaExceeded):
+        return TooManyRequests(message, retry_after_s=60)
     if isinstance(exc, ModelNotFound):
         return NotFound(message, field="model_name")
     assert isinstance(exc, RegistryUnavailable)
@@ -90,6 +99,7 @@ def install(app: FastAPI) -> None:
         JobNotFound,
         JobFinished,
         JobRejected,
+        JobQuotaExceeded,
         ModelNotFound,
         RegistryUnavailable,
     ):

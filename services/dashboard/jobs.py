@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.dashboard.auth import Principal
-from services.dashboard.errors import Invalid
+from services.dashboard.errors import Invalid, TooManyRequests
 from services.dashboard.resources import Resources
 from services.dashboard.tenancy import acting_client, client_filter
 from vidpipe import jobs
@@ -21,6 +21,7 @@ from vidpipe.ids import ID_PATTERN
 from vidpipe.jobs import (
     ARCHITECTURE_NAMES,
     JobNotFound,
+    JobQuotaExceeded,
     JobRejected,
     JobSpec,
     JobState,
@@ -92,16 +93,23 @@ def submit_job(
     ``asyncio.run``): FastAPI runs the sync routes that call it in its thread pool.
 
     Raises:
-        Invalid: bad field values, an unknown dataset or base model (HTTP 422 naming the
-            field).
+        Invalid: bad field values, an unknown (or another client's) dataset or base model,
+            a job larger than the quota (HTTP 422 naming the field).
+        TooManyRequests: the client has as many jobs queued or running as its quota allows.
     """
     spec = _spec(acting_client(conn, principal, body.client_id), principal, body)
     try:
         job = jobs.submit_job(
-            JobStore(resources.engine), spec, StoredDatasets(resources.objects), resources.catalog
+            JobStore(resources.engine),
+            spec,
+            StoredDatasets(resources.objects),
+            resources.catalog,
+            resources.settings.job_quota,
         )
     except JobRejected as exc:
         raise Invalid(str(exc), field=exc.field) from exc
+    except JobQuotaExceeded as exc:
+        raise TooManyRequests(str(exc), retry_after_s=60) from exc
     asyncio.run(announce_job(resources.settings.kafka, job.job_id))
     return job
 

@@ -1,8 +1,8 @@
 """Report rows as the dashboard serves them (stores: :mod:`vidpipe.reports`).
 
 Performance reports are per client (scoped like everything else); accuracy reports and
-promotion decisions are per model and dataset, not per client, so every signed-in user may
-read them.
+promotion decisions belong to a client or are shared, and a caller reads shared ones and its
+own client's (a superadmin: every one, or one client's and the shared ones).
 """
 
 from __future__ import annotations
@@ -30,12 +30,22 @@ def performance(
 
 
 def accuracy(
-    conn: sa.Connection, model_name: str | None = None, limit: int = 200
+    conn: sa.Connection,
+    principal: Principal,
+    client_id: str | None = None,
+    model_name: str | None = None,
+    limit: int = 200,
 ) -> list[AccuracyReport]:
-    return reports.accuracy(conn, model_name, limit)
+    """Newest first; 404 (NotFound) when ``client_id`` names another client."""
+    return reports.accuracy(conn, client_filter(principal, client_id), model_name, limit)
 
 
 def promotions(
-    conn: sa.Connection, model_name: str | None = None, limit: int = 200
+    conn: sa.Connection,
+    principal: Principal,
+    client_id: str | None = None,
+    model_name: str | None = None,
+    limit: int = 200,
 ) -> list[Promotion]:
-    return reports.promotions(conn, model_name, limit)
+    """Newest first; 404 (NotFound) when ``client_id`` names another client."""
+    return reports.promotions(conn, client_filter(principal, client_id), model_name, limit)

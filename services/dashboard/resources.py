@@ -7,8 +7,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi.templating import Jinja2Templates
+from redis import Redis
 
+from services.dashboard.sessions import SessionStore
 from services.dashboard.settings import DashboardSettings
+from services.dashboard.throttle import LiveSlots, Throttle
+from vidpipe.cameras import UrlRules
 from vidpipe.configstore import ConfigStore
 from vidpipe.db import create_engine
 from vidpipe.objectstore import ObjectStore
@@ -16,6 +20,8 @@ from vidpipe_ml.catalog import ModelCatalog
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
+#: a live stream ends after this long (s); EventSource reconnects by itself
+LIVE_MAX_S = 300.0
 
 
 @dataclass
@@ -28,6 +34,12 @@ class Resources:
     catalog: ModelCatalog
     templates: Jinja2Templates
     configs: ConfigStore
+    #: camera URL policy and cipher (per caller: ``url_rules.as_admin(...)``)
+    url_rules: UrlRules
+    sessions: SessionStore
+    throttle: Throttle
+    live_slots: LiveSlots
+    redis: Redis
 
     @classmethod
     def build(cls, settings: DashboardSettings) -> Resources:
@@ -38,6 +50,7 @@ class Resources:
                 update={"endpoint_url": settings.s3_public_endpoint_url}
             )
             presigner = ObjectStore(public)
+        redis = Redis.from_url(settings.redis.url, socket_timeout=5)
         return cls(
             settings=settings,
             engine=create_engine(settings.postgres, pool_size=8),
@@ -46,8 +59,14 @@ class Resources:
             catalog=ModelCatalog(settings.mlflow.tracking_uri),
             templates=Jinja2Templates(directory=TEMPLATES_DIR),
             configs=ConfigStore(settings.postgres, settings.redis),
+            url_rules=UrlRules.of(settings.cameras),
+            sessions=SessionStore(redis, settings.session_idle_s, settings.session_max_age_s),
+            throttle=Throttle(settings),
+            live_slots=LiveSlots(redis, settings.live_streams_per_user, LIVE_MAX_S + 60),
+            redis=redis,
         )
 
     def close(self) -> None:
         self.engine.dispose()
         self.configs.close()
+        self.redis.close()

@@ -4,7 +4,9 @@
   result is the highest ``seq`` (keys are not zero-padded, so all keys are listed).
 - renders (:func:`vidpipe.keys.render`): the annotated frame (may lag the annotation).
 - clips (:func:`vidpipe.keys.clip`): browser-playable MP4 segments.
-The caller has already checked that the camera belongs to a client it may see.
+The caller has already checked that the camera belongs to a client it may see. The dashboard
+signs only objects under that camera's own ``client/camera/`` prefix: an annotation naming
+any other object (another tenant's, another bucket) is treated as unreadable.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from vidpipe import keys
 from vidpipe.cameras import Camera
 from vidpipe.events import Detection, FrameRef, ModelRef, ObjectRef
 from vidpipe.objectstore import ObjectNotFound
-from vidpipe.topics import ANNOTATIONS_BUCKET, RENDERS_BUCKET
+from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,24 @@ def _frame(camera: Camera, seq: int) -> FrameRef:
     return FrameRef(client_id=camera.client_id, camera_id=camera.camera_id, frame_seq=seq)
 
 
+class ForeignObject(ValueError):
+    """An annotation names an object outside its camera's prefix."""
+
+
+def own_frame(camera: Camera, image: ObjectRef) -> ObjectRef:
+    """``image`` when it is a frame under the camera's own prefix.
+
+    Raises:
+        ForeignObject: another bucket, or a key outside ``client/camera/``.
+    """
+    prefix = keys.camera_prefix(camera.client_id, camera.camera_id)
+    if image.bucket != FRAMES_BUCKET or not image.key.startswith(prefix) or ".." in image.key:
+        raise ForeignObject(
+            f"annotation names {image.bucket}/{image.key}, not a frame of its camera"
+        )
+    return image
+
+
 def latest_seq(resources: Resources, camera: Camera) -> int | None:
     """Highest frame_seq with an annotation document, or None when there is none."""
     prefix = keys.camera_prefix(camera.client_id, camera.camera_id)
@@ -74,7 +94,7 @@ def frame_result(resources: Resources, camera: Camera, seq: int) -> FrameResult 
     annotation, render = keys.annotation(_frame(camera, seq)), keys.render(_frame(camera, seq))
     try:
         doc = json.loads(resources.objects.get(annotation.bucket, annotation.key))
-        image = ObjectRef.model_validate(doc["image"])
+        image = own_frame(camera, ObjectRef.model_validate(doc["image"]))
         rendered = resources.objects.exists(render.bucket, render.key)
         result = FrameResult(
             frame_seq=seq,

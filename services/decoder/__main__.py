@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from services.decoder.service import DecoderService
@@ -11,23 +12,27 @@ from services.decoder.settings import DecoderSettings
 from services.decoder.source import Backoff
 from services.decoder.stream import StreamDecoder, StreamOptions
 from vidpipe.bus import make_producer
-from vidpipe.cameras import CameraNotFound, get_camera
+from vidpipe.cameras import CameraNotFound, UrlCipher, get_camera, stream_url
 from vidpipe.db import create_engine
 from vidpipe.logs import configure_logging
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runtime import install_stop_signal, serve_metrics
+from vidpipe.urlpolicy import UrlPolicy, connect_url
 
 log = logging.getLogger("services.decoder")
 
 
 async def run(settings: DecoderSettings) -> int:
-    """Returns the number of frames published."""
+    """Returns the number of frames published. Every connection goes through the camera URL
+    policy of ``settings.cameras`` (resolved, checked and pinned: no DNS rebinding)."""
     stop = install_stop_signal()
     serve_metrics(settings.metrics_port, settings.metrics_host)
+    policy = UrlPolicy.of(settings.cameras)
     engine = create_engine(settings.postgres, pool_size=1)
     try:
         with engine.connect() as conn:
             camera = get_camera(conn, settings.camera_id)
+            url = settings.url or stream_url(conn, camera.camera_id, UrlCipher.of(settings.cameras))
     except CameraNotFound:
         raise SystemExit(
             f"unknown camera {settings.camera_id!r}: add it with `vidpipe cameras add`"
@@ -49,8 +54,9 @@ async def run(settings: DecoderSettings) -> int:
             reconnect=settings.reconnect,
             backoff=Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s),
             buffer_frames=settings.buffer_frames,
+            connect=functools.partial(connect_url, policy=policy),
         )
-        stream = StreamDecoder(service, settings.url or camera.url, options)
+        stream = StreamDecoder(service, url, options)
         log.info("decoder started", extra={"camera_id": camera.camera_id})
         return await stream.run(stop)
     finally:

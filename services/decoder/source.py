@@ -101,6 +101,7 @@ def read_frames(
     rtsp_transport: str = "tcp",
     open_timeout_s: float = 10.0,
     read_timeout_s: float = 10.0,
+    connect: Callable[[str], str] | None = None,
 ) -> Iterator[Frame]:
     """Frames of ``url``, sampled to at most ``target_fps`` (None keeps every frame).
 
@@ -117,15 +118,26 @@ def read_frames(
     at once during a backoff wait; the capture is always released. ``open_timeout_s`` and
     ``read_timeout_s`` bound how long FFmpeg blocks on a silent live source.
 
+    ``connect`` (the URL policy, :func:`vidpipe.urlpolicy.connect_url`) maps the URL to what
+    is opened, before each connection: it raises ``ValueError`` for a refused URL (the
+    source is not opened, no retry) and ``OSError`` for a host that does not resolve now
+    (a failed open, retried like one).
+
     Raises:
-        SourceOpenError: here for an unsupported scheme or a missing file; on first iteration
-            when a file, or a live source with ``reconnect`` False, fails to open.
+        SourceOpenError: here for an unsupported scheme, a missing file or a file the policy
+            refuses; on first iteration when a file, or a live source with ``reconnect``
+            False, fails to open; whenever the policy refuses a live source's address.
         ValueError: ``target_fps`` is not positive or ``rtsp_transport`` is unknown.
     """
     if target_fps is not None and not target_fps > 0:
         raise ValueError(f"target_fps must be positive, got {target_fps}")
     if rtsp_transport not in ("tcp", "udp"):
         raise ValueError(f"rtsp_transport must be 'tcp' or 'udp', got {rtsp_transport!r}")
+    if connect is not None and not is_live(url):
+        try:
+            connect(url)
+        except (ValueError, OSError) as exc:
+            raise SourceOpenError(f"{mask_url(url)} refused: {exc}") from exc
     source = _parse_source(url)
     return _frames(
         source,
@@ -135,6 +147,7 @@ def read_frames(
         backoff=backoff or Backoff(),
         on_reconnect=on_reconnect,
         options=_CaptureOptions(rtsp_transport, open_timeout_s, read_timeout_s),
+        connect=connect,
     )
 
 
@@ -164,15 +177,30 @@ def _parse_source(url: str) -> _Source:
     return _Source(url=url, target=str(path), live=False)
 
 
-def _open(source: _Source, options: _CaptureOptions) -> cv2.VideoCapture | None:
-    """An opened capture, or None when it does not open."""
+def _open(
+    source: _Source, options: _CaptureOptions, connect: Callable[[str], str] | None = None
+) -> cv2.VideoCapture | None:
+    """An opened capture, or None when it does not open (or its host does not resolve).
+
+    Raises:
+        SourceOpenError: ``connect`` refuses the source's address.
+    """
+    target = source.target
+    if source.live and connect is not None:
+        try:
+            target = connect(source.url)
+        except ValueError as exc:
+            raise SourceOpenError(f"{mask_url(source.url)} refused: {exc}") from exc
+        except OSError as exc:
+            logger.warning("cannot resolve %s: %s", mask_url(source.url), exc)
+            return None
     params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(options.open_timeout_s * 1000),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(options.read_timeout_s * 1000),
     ]  # fmt: skip
     if source.live:
         _use_rtsp_transport(options.rtsp_transport)
-    cap = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, params)
+    cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
     if cap.isOpened():
         return cap
     cap.release()
@@ -234,6 +262,7 @@ def _frames(
     backoff: Backoff,
     on_reconnect: Callable[[int, float], None] | None,
     options: _CaptureOptions,
+    connect: Callable[[str], str] | None = None,
 ) -> Iterator[Frame]:
     masked = mask_url(source.url)
     sampler = _Sampler(target_fps)
@@ -255,7 +284,7 @@ def _frames(
                         on_reconnect(attempt, delay)
                     if stop.wait(delay):
                         return
-                cap = _open(source, options)
+                cap = _open(source, options, connect)
                 if cap is None:
                     if not reconnect:
                         raise SourceOpenError(f"cannot open {masked}")

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +40,15 @@ _END = object()
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """How to read: target rate (fps), reconnects with backoff (s), frames buffered."""
+    """How to read: target rate (fps), reconnects with backoff (s), frames buffered, and
+    ``connect``, the URL policy checking (and pinning) the address before each connection
+    (:func:`vidpipe.urlpolicy.connect_url`; None: open the URL as it is)."""
 
     fps: float
     reconnect: bool = True
     backoff: Backoff = field(default_factory=Backoff)
     buffer_frames: int = 8
+    connect: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -143,6 +146,7 @@ class StreamDecoder:
                 reconnect=self._options.reconnect,
                 backoff=self._options.backoff,
                 on_reconnect=on_reconnect,
+                connect=self._options.connect,
             )
             live = is_live(self._url)
             for frame in frames:

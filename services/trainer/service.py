@@ -25,7 +25,7 @@ from services.trainer.engine import evaluate, train_one_epoch
 from services.trainer.settings import TrainerSettings
 from vidpipe.datasets import load_dataset
 from vidpipe.jobs import TrainingJob
-from vidpipe.modelref import parse_model_ref
+from vidpipe.modelref import model_usable_by, parse_model_ref
 from vidpipe.objectstore import ObjectStore
 from vidpipe_ml.backends import Splittable
 from vidpipe_ml.optimize import optimize_version
@@ -140,19 +140,26 @@ def process_job(
     return trained
 
 
-def load_base_model(settings: TrainerSettings, uri: str) -> tuple[ContractDetector, str]:
+def load_base_model(
+    settings: TrainerSettings, uri: str, client_id: str
+) -> tuple[ContractDetector, str]:
     """The registered model ``uri`` (``models:/NAME@ALIAS`` or ``/VERSION``) on the CPU, and
-    its version-pinned URI (what was actually used, for the run's params).
+    its version-pinned URI (what was actually used, for the run's params). Ownership is
+    checked again here (the job was checked when submitted): ``client_id`` may start only
+    from a shared model or one of its own.
 
     Raises:
-        ValueError: malformed ``uri``, or a model not trained by this trainer (e.g. the
-            CenterNet import), which has no torchvision weights to start from.
+        ValueError: malformed ``uri``, a model ``client_id`` may not use (reported as not
+            found), or one not trained by this trainer (e.g. the CenterNet import), which
+            has no torchvision weights to start from.
         mlflow.exceptions.MlflowException: no such model, alias or version.
     """
     ref = parse_model_ref(uri)
+    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
+    if not model_usable_by(client.get_registered_model(ref.name).tags or {}, client_id):
+        raise ValueError(f"base model {uri}: model {ref.name!r} is not registered")
     version = ref.version
     if version is None:
-        client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
         version = str(client.get_model_version_by_alias(ref.name, str(ref.alias)).version)
     pinned = f"models:/{ref.name}/{version}"
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
@@ -201,7 +208,7 @@ def train_job(
     model = build_model(job.architecture, train_data.num_classes, job.image_size)
     base: dict[str, str] = {}
     if job.base_model:
-        base_module, pinned = load_base_model(settings, job.base_model)
+        base_module, pinned = load_base_model(settings, job.base_model, job.client_id)
         copied = warm_start(model, base_module, train_data.labels)
         base = {"base_model": pinned, "base_tensors_copied": f"{copied}/{len(model.state_dict())}"}
         log.info("warm start", extra={"job_id": job.job_id, **base})
@@ -273,6 +280,7 @@ def train_job(
             train_data.labels,
             settings.candidate_alias,
             settings.mlflow.tracking_uri,
+            owner=job.client_id,
             tags=tags,
         )
         run_id = run.info.run_id

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from pydantic import SecretStr
 
 from tests.unit.fakes import FakeProducer, record
-from vidpipe.bus import DeadLetterPublisher, Rejected, consume_batches
+from vidpipe.bus import DeadLetterPublisher, Rejected, client_options, consume_batches
+from vidpipe.settings import KafkaSettings
 from vidpipe.topics import dead_letter_topic
 
 
@@ -116,3 +118,19 @@ async def test_consume_batches_when_poll_is_empty_then_calls_on_idle() -> None:
 
     await _run(consumer, handle, stop, on_idle=idle)
     assert log == ["idle", "idle", "idle"]
+
+
+def test_client_options_when_sasl_configured_then_scram_credentials_passed() -> None:
+    plain = client_options(KafkaSettings())
+    assert plain == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
+    scram = client_options(
+        KafkaSettings(
+            bootstrap_servers="kafka:9092",
+            security_protocol="SASL_PLAINTEXT",
+            sasl_username="detector",
+            sasl_password=SecretStr("s3cret"),
+        )
+    )
+    assert scram["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (scram["sasl_plain_username"], scram["sasl_plain_password"]) == ("detector", "s3cret")
+    assert "ssl_context" in client_options(KafkaSettings(security_protocol="SASL_SSL"))

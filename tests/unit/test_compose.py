@@ -4,6 +4,7 @@ core dependencies plus its service's extra."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,57 @@ def test_service_when_only_its_extra_installed_then_it_imports(
 ) -> None:
     done = _python(_blocking(extra, f"import services.{service}.__main__\n"))
     assert done.returncode == 0, done.stderr
+
+
+#: what each vidpipe service may do in object storage: (bucket, action) pairs
+S3_NEEDS = {
+    "decoder": {("frames", "s3:PutObject")},
+    "detector": {("frames", "s3:GetObject"), ("annotations", "s3:PutObject")},
+    "renderer": {("frames", "s3:GetObject"), ("renders", "s3:GetObject"),
+                 ("renders", "s3:PutObject"), ("renders", "s3:ListBucket")},
+    "dashboard": {(b, "s3:GetObject") for b in ("frames", "annotations", "renders", "datasets")}
+    | {(b, "s3:ListBucket") for b in ("annotations", "renders", "datasets")},
+    "trainer": {("datasets", "s3:GetObject"), ("datasets", "s3:ListBucket")},
+}  # fmt: skip
+
+
+def _granted(policy: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (resource.removeprefix("arn:aws:s3:::").split("/")[0], action)
+        for statement in policy["Statement"]
+        for action in statement["Action"]
+        for resource in statement["Resource"]
+    }
+
+
+def test_compose_when_services_reach_s3_then_each_with_its_own_least_privilege_user() -> None:
+    compose = _compose()
+    setup = compose["services"]["minio-setup"]
+    created = {c["source"].removeprefix("minio-policy-") for c in setup["configs"]}
+    for name, needs in S3_NEEDS.items():
+        env = _vidpipe_services()[name]["environment"]
+        assert env["VIDPIPE_S3__ACCESS_KEY"] == name, name  # not MinIO's root user
+        assert name in created
+        policy = json.loads(compose["configs"][f"minio-policy-{name}"]["content"])
+        assert _granted(policy) == needs, name
+    assert _vidpipe_services()["metrics-sink"]["environment"]["VIDPIPE_S3__ACCESS_KEY"] == "none"
+
+
+def test_compose_when_services_reach_kafka_and_mlflow_then_they_authenticate() -> None:
+    compose = _compose()
+    kafka = compose["services"]["kafka"]["environment"]
+    listeners = kafka["KAFKA_LISTENERS"].split(",")
+    assert "SASL_PLAINTEXT://:9092" in listeners  # clients only over SASL; the rest loopback
+    assert all(entry.split("://")[1].startswith("localhost:") for entry in listeners[1:])
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "SCRAM-SHA-512" in " ".join(compose["services"]["kafka"]["command"])
+    mlflow = compose["services"]["mlflow"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    for name, service in _vidpipe_services().items():
+        env = service["environment"]
+        assert env["VIDPIPE_KAFKA__SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        assert env["VIDPIPE_KAFKA__SASL_PASSWORD"].startswith("${KAFKA_VIDPIPE_PASSWORD:?"), name
+        assert env["MLFLOW_TRACKING_USERNAME"] and env["MLFLOW_TRACKING_PASSWORD"], name
+        assert env["VIDPIPE_CAMERAS__KEYS"].startswith("${VIDPIPE_CAMERA_KEYS:?"), name
+    dashboard = _vidpipe_services()["dashboard"]["environment"]
+    assert "VIDPIPE_SECURE_COOKIES" not in dashboard  # on by default off loopback

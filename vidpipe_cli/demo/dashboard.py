@@ -11,6 +11,7 @@ import os
 import signal
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,15 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def ensure_dashboard(client_id: str, state_dir: Path, port: int = 8000) -> DashboardAccess:
+def ensure_dashboard(
+    client_id: str,
+    state_dir: Path,
+    camera_access: Mapping[str, str] | None = None,
+    port: int = 8000,
+) -> DashboardAccess:
     """Start the dashboard on 127.0.0.1:``port`` unless one already answers there.
+    ``camera_access``: URL-policy environment (the demo's RTSP server on the allow-list,
+    so its camera stays editable; file URLs stay off).
 
     Raises:
         RuntimeError: it did not answer ``/health`` within 60 s; names its log file.
@@ -67,7 +75,7 @@ def ensure_dashboard(client_id: str, state_dir: Path, port: int = 8000) -> Dashb
     ensure_demo_user(client_id)
     url = f"http://127.0.0.1:{port}"
     if not _healthy(url):
-        env = {"VIDPIPE_PORT": str(port)}
+        env = {"VIDPIPE_PORT": str(port), **(camera_access or {})}
         proc = start_service("dashboard", state_dir / "log", env)
         (state_dir / "run").mkdir(parents=True, exist_ok=True)
         (state_dir / "run" / "dashboard.pid").write_text(f"{proc.popen.pid}\n")

@@ -14,6 +14,7 @@ from the end state in S3 plus the pipeline's own events.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -33,7 +35,7 @@ from infra.local import stack
 from infra.local.media import VTEST_FRAMES, prepare_vtest, start_rtsp_server, stop_rtsp_server
 from infra.local.processes import ServiceProcess, start_service
 from vidpipe import cameras, keys
-from vidpipe.cameras import CameraFields, CameraNotFound
+from vidpipe.cameras import CameraFields, CameraNotFound, UrlRules
 from vidpipe.configstore import ClientConfig, ConfigStore
 from vidpipe.metricsstore import MetricsStore
 from vidpipe.objectstore import ObjectStore
@@ -65,18 +67,39 @@ class PipelineRun:
     score_threshold: float = 0.3
 
 
+def source_access(url: str) -> dict[str, str]:
+    """The URL-policy environment that lets a process use the runner's own source and
+    nothing more: its video file, or its one RTSP server (address and port) on loopback."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return {"VIDPIPE_CAMERAS__ALLOW_FILES": "true"}
+    address = ipaddress.ip_address(parts.hostname or "")
+    network = f"{address}/{address.max_prefixlen}"
+    entry = f"[{network}]" if address.version == 6 else network
+    return {"VIDPIPE_CAMERAS__ALLOW": json.dumps([f"{entry}:{parts.port or 554}"])}
+
+
+def _runner_rules(settings: ServiceSettings, url: str) -> UrlRules:
+    access = source_access(url)
+    allowed = json.loads(access.get("VIDPIPE_CAMERAS__ALLOW", "[]"))
+    policy = settings.cameras.model_copy(update={"allow": (*settings.cameras.allow, *allowed)})
+    return UrlRules.of(policy, platform_admin=True)
+
+
 def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
-    """Client, camera and model config in Postgres; the camera's old objects removed."""
+    """Client, camera and model config in Postgres; the camera's old objects removed. The
+    runner acts as a platform administrator whose allow-list holds its own source."""
     store = ConfigStore(settings.postgres, settings.redis)
+    rules = _runner_rules(settings, run.url)
     try:
         store.put_client(run.client_id, run.client_id)
         fields = CameraFields(name=run.camera_id, url=run.url, fps=run.fps)
         with store.engine.begin() as conn:
             try:
                 cameras.get_camera(conn, run.camera_id, run.client_id)
-                cameras.update_camera(conn, run.client_id, run.camera_id, fields)
+                cameras.update_camera(conn, run.client_id, run.camera_id, fields, rules)
             except CameraNotFound:
-                cameras.create_camera(conn, run.client_id, run.camera_id, fields)
+                cameras.create_camera(conn, run.client_id, run.camera_id, fields, rules)
         store.put_client_config(
             ClientConfig(
                 client_id=run.client_id,
@@ -243,7 +266,11 @@ def run_pipeline(
         "detector": {**DETECTOR_CPU_ENV, **(detector_env or {})},
     }
     with running_services(log_dir, env) as services:
-        decoder_env = {"VIDPIPE_CAMERA_ID": run.camera_id, "VIDPIPE_RECONNECT": "false"}
+        decoder_env = {
+            "VIDPIPE_CAMERA_ID": run.camera_id,
+            "VIDPIPE_RECONNECT": "false",
+            **source_access(run.url),
+        }
         decoder = start_service("decoder", log_dir, decoder_env)
         if started is not None:
             started([*services, decoder])
@@ -287,7 +314,7 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     path = out_dir / "demo-summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(console, summary, path)
-    access = ensure_dashboard(DEMO_CLIENT, state_dir)
+    access = ensure_dashboard(DEMO_CLIENT, state_dir, source_access(run.url))
     console.print(
         f"dashboard: {access.url}  (sign in as {access.email} / {access.password}; "
         "it keeps running until `vidpipe down`)"

@@ -1,4 +1,5 @@
-"""Cameras, their latest result, clips and a live stream of results (SSE)."""
+"""Cameras, their latest result, clips and a live stream of results (SSE). Listing storage is
+throttled per caller, and a caller holds at most a few live streams at once."""
 
 from __future__ import annotations
 
@@ -7,20 +8,27 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from services.dashboard import cameras, results
 from services.dashboard.cameras import CameraIn
-from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
+from services.dashboard.deps import (
+    CurrentUser,
+    Expensive,
+    OperatorUser,
+    ResourcesDep,
+    SessionDep,
+)
+from services.dashboard.resources import LIVE_MAX_S
 from services.dashboard.results import CameraResult, Clip
+from services.dashboard.throttle import caller_key
 from vidpipe.cameras import Camera, CameraFields
 from vidpipe.ids import ID_PATTERN
 
 router = APIRouter(tags=["cameras"])
 CameraId = Annotated[str, Path(pattern=ID_PATTERN)]
-#: a live stream ends after this long; EventSource reconnects by itself
-LIVE_MAX_S = 300.0
 
 
 def visible_camera(user: CurrentUser, conn: SessionDep, camera_id: CameraId) -> Camera:
@@ -29,6 +37,17 @@ def visible_camera(user: CurrentUser, conn: SessionDep, camera_id: CameraId) -> 
 
 
 VisibleCamera = Annotated[Camera, Depends(visible_camera)]
+
+
+async def live_slot(user: CurrentUser, resources: ResourcesDep) -> AsyncIterator[None]:
+    """Hold one of the caller's live-stream slots while the stream runs (429 when all are
+    taken); taken before the response starts, released after it ends."""
+    who = caller_key(user)
+    token = await anyio.to_thread.run_sync(resources.live_slots.acquire, who)
+    try:
+        yield
+    finally:
+        await anyio.to_thread.run_sync(resources.live_slots.release, who, token)
 
 
 @router.get("/cameras")
@@ -41,8 +60,10 @@ def list_cameras(
 
 
 @router.post("/cameras", status_code=status.HTTP_201_CREATED)
-def create_camera(user: OperatorUser, conn: SessionDep, body: CameraIn) -> Camera:
-    return cameras.create_camera(conn, user, body)
+def create_camera(
+    user: OperatorUser, conn: SessionDep, resources: ResourcesDep, body: CameraIn
+) -> Camera:
+    return cameras.create_camera(conn, resources.url_rules, user, body)
 
 
 @router.get("/cameras/{camera_id}")
@@ -52,9 +73,13 @@ def get_camera(camera: VisibleCamera) -> Camera:
 
 @router.put("/cameras/{camera_id}", summary="Replace a camera's settings")
 def update_camera(
-    user: OperatorUser, conn: SessionDep, camera_id: CameraId, body: CameraFields
+    user: OperatorUser,
+    conn: SessionDep,
+    resources: ResourcesDep,
+    camera_id: CameraId,
+    body: CameraFields,
 ) -> Camera:
-    return cameras.update_camera(conn, user, camera_id, body)
+    return cameras.update_camera(conn, resources.url_rules, user, camera_id, body)
 
 
 @router.delete("/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -63,12 +88,18 @@ def delete_camera(user: OperatorUser, conn: SessionDep, camera_id: CameraId) -> 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/cameras/{camera_id}/latest", summary="Latest detections with presigned URLs")
+@router.get(
+    "/cameras/{camera_id}/latest",
+    summary="Latest detections with presigned URLs",
+    dependencies=[Expensive],
+)
 def latest(resources: ResourcesDep, camera: VisibleCamera) -> CameraResult:
     return results.latest_result(resources, camera)
 
 
-@router.get("/cameras/{camera_id}/clips", summary="MP4 clips with presigned URLs")
+@router.get(
+    "/cameras/{camera_id}/clips", summary="MP4 clips with presigned URLs", dependencies=[Expensive]
+)
 def clips(resources: ResourcesDep, camera: VisibleCamera) -> list[Clip]:
     return results.list_clips(resources, camera)
 
@@ -77,6 +108,9 @@ def clips(resources: ResourcesDep, camera: VisibleCamera) -> list[Clip]:
     "/cameras/{camera_id}/live",
     response_class=EventSourceResponse,
     summary="Server-sent events: a `result` event (CameraResult) whenever a newer frame lands",
+    description="A stream ends after 5 minutes (EventSource reconnects); a caller holds at"
+    " most a few streams at once (429 beyond).",
+    dependencies=[Expensive, Depends(live_slot)],
 )
 async def live(
     request: Request,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from services.dashboard import jobs
-from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
+from services.dashboard.deps import CurrentUser, Expensive, OperatorUser, ResourcesDep, SessionDep
 from services.dashboard.jobs import JobIn
 from vidpipe.ids import ID_PATTERN
 from vidpipe.jobs import JobState, TrainingJob
@@ -16,7 +16,12 @@ router = APIRouter(prefix="/jobs", tags=["training jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Queue a training job")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Queue a training job (per-client quotas: jobs at once, job size; 429 beyond)",
+    dependencies=[Expensive],
+)
 def submit(
     user: OperatorUser, conn: SessionDep, resources: ResourcesDep, body: JobIn
 ) -> TrainingJob:

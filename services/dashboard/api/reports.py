@@ -1,4 +1,4 @@
-"""Performance reports (per client) and accuracy reports (per model)."""
+"""Performance reports (per client), accuracy reports and promotions (per client or shared)."""
 
 from __future__ import annotations
 
@@ -26,21 +26,29 @@ def performance(
     return reports.performance(conn, user, client_id, camera_id, limit)
 
 
-@router.get("/accuracy", summary="mAP of model versions on evaluation datasets")
+@router.get(
+    "/accuracy",
+    summary="mAP of model versions on evaluation datasets (shared and your client's)",
+)
 def accuracy(
     user: CurrentUser,
     conn: SessionDep,
+    client_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     model_name: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AccuracyReport]:
-    return reports.accuracy(conn, model_name, limit)
+    return reports.accuracy(conn, user, client_id, model_name, limit)
 
 
-@router.get("/promotions", summary="Promotion gate decisions: candidate vs production mAP")
+@router.get(
+    "/promotions",
+    summary="Promotion gate decisions: candidate vs production mAP (shared and your client's)",
+)
 def promotions(
     user: CurrentUser,
     conn: SessionDep,
+    client_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     model_name: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[Promotion]:
-    return reports.promotions(conn, model_name, limit)
+    return reports.promotions(conn, user, client_id, model_name, limit)

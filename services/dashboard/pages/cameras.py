@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.dashboard import cameras, results, tenancy
 from services.dashboard.cameras import CameraIn
-from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
+from services.dashboard.deps import (
+    CurrentUser,
+    Expensive,
+    OperatorUser,
+    ResourcesDep,
+    SessionDep,
+)
 from services.dashboard.errors import Conflict, Invalid
 from services.dashboard.pages.render import (
     CsrfForm,
@@ -21,6 +27,7 @@ from services.dashboard.pages.render import (
 )
 from vidpipe.cameras import CameraFields
 from vidpipe.ids import ID_PATTERN
+from vidpipe.urls import with_password, without_password
 
 router = APIRouter()
 CameraId = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -34,7 +41,8 @@ class CameraForm(BaseModel):
                 {
                     "camera_id": "gate-1",
                     "name": "Gate 1",
-                    "url": "rtsp://10.0.0.5/s",
+                    "url": "rtsp://admin@10.0.0.5/s",
+                    "password": "camera password",
                     "fps": "5",
                     "enabled": "on",
                 }
@@ -46,14 +54,26 @@ class CameraForm(BaseModel):
     client_id: str = ""
     name: str = ""
     url: str = ""
+    password: str = ""
     fps: str = ""
     enabled: str = ""
     csrf_token: str = ""
 
     def fields(self) -> dict[str, object]:
+        """The camera fields; a typed password goes into the URL's user-info.
+
+        Raises:
+            Invalid: a password without a user name in the URL (field ``password``).
+        """
+        url = self.url.strip()
+        if self.password:
+            try:
+                url = with_password(url, self.password)
+            except ValueError as exc:
+                raise Invalid(str(exc), field="password") from exc
         return {
             "name": self.name,
-            "url": self.url.strip(),
+            "url": url,
             "fps": self.fps.strip() or None,
             "enabled": bool(self.enabled),
         }
@@ -84,7 +104,7 @@ def _form_page(
         "camera_form.html",
         user,
         status_code=status_code,
-        form=form,
+        form=form.model_copy(update={"password": ""}),  # a password is never sent back
         editing=editing,
         errors=errors or {},
         clients=choices,
@@ -98,7 +118,11 @@ def new_camera(request: Request, user: OperatorUser, conn: SessionDep) -> Respon
 
 @router.post("/cameras/new", summary="Add a camera (form)")
 def add_camera(
-    request: Request, user: OperatorUser, conn: SessionDep, form: Annotated[CameraForm, Form()]
+    request: Request,
+    user: OperatorUser,
+    conn: SessionDep,
+    resources: ResourcesDep,
+    form: Annotated[CameraForm, Form()],
 ) -> Response:
     try:
         body = CameraIn.model_validate(
@@ -108,13 +132,13 @@ def add_camera(
                 "client_id": blank_to_none(form.client_id),
             }
         )
-        camera = cameras.create_camera(conn, user, body)
+        camera = cameras.create_camera(conn, resources.url_rules, user, body)
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, False, field_errors(exc), 422)
     return redirect(request, f"/cameras/{camera.camera_id}", f"Camera {camera.camera_id} added.")
 
 
-@router.get("/cameras/{camera_id}", summary="Live view page")
+@router.get("/cameras/{camera_id}", summary="Live view page", dependencies=[Expensive])
 def live_view(
     request: Request,
     user: CurrentUser,
@@ -142,7 +166,7 @@ def edit_camera(
         camera_id=camera.camera_id,
         client_id=camera.client_id,
         name=camera.name or "",
-        url=camera.url,
+        url=without_password(camera.url),  # the password field stays empty unless changed
         fps=f"{camera.fps:g}",
         enabled="on" if camera.enabled else "",
     )
@@ -154,13 +178,15 @@ def save_camera(
     request: Request,
     user: OperatorUser,
     conn: SessionDep,
+    resources: ResourcesDep,
     camera_id: CameraId,
     form: Annotated[CameraForm, Form()],
 ) -> Response:
     current = cameras.get_camera(conn, user, camera_id)
     form = form.model_copy(update={"camera_id": camera_id, "client_id": current.client_id})
     try:
-        cameras.update_camera(conn, user, camera_id, CameraFields.model_validate(form.fields()))
+        fields = CameraFields.model_validate(form.fields())
+        cameras.update_camera(conn, resources.url_rules, user, camera_id, fields)
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, True, field_errors(exc), 422)
     return redirect(request, "/cameras", f"Camera {camera_id} saved.")

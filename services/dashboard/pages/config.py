@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from services.dashboard import configs, tenancy
 from services.dashboard.auth import Principal
 from services.dashboard.configs import ConfigIn, ConfigOut
-from services.dashboard.deps import CurrentUser, OperatorUser, ResourcesDep, SessionDep
+from services.dashboard.deps import (
+    CurrentUser,
+    Expensive,
+    OperatorUser,
+    ResourcesDep,
+    SessionDep,
+)
 from services.dashboard.errors import Invalid, NotFound
 from services.dashboard.pages.render import blank_to_none, field_errors, redirect, render
 from vidpipe.ids import ID_PATTERN
@@ -99,7 +105,11 @@ def _page(
             current = configs.get_config(resources, client_id)
         except NotFound:
             current = None
-    models = [(m, resources.catalog.versions(m.name)) for m in resources.catalog.list_models()]
+    if client_id is None:  # a superadmin without clients: nothing to configure
+        models = []
+    else:
+        catalog = resources.catalog
+        models = [(m, catalog.versions(m.name, client_id)) for m in catalog.list_models(client_id)]
     if form is None:
         form = (
             ConfigForm.of(current)
@@ -120,7 +130,7 @@ def _page(
     )
 
 
-@router.get("/config", summary="Model configuration page")
+@router.get("/config", summary="Model configuration page", dependencies=[Expensive])
 def config_page(
     request: Request,
     user: CurrentUser,

@@ -1,4 +1,6 @@
-"""Sign in and out. ``/login`` is public; its form carries the anonymous session's CSRF token."""
+"""Sign in and out. ``/login`` is public; its form carries the anonymous session's CSRF token.
+Every attempt is counted per account and per address before the password is hashed
+(:class:`services.dashboard.throttle.Throttle`): over the limit, 429 with ``Retry-After``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from fastapi import APIRouter, Form, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from services.dashboard import accounts, auth
-from services.dashboard.deps import CurrentUser, SessionDep
+from services.dashboard.deps import CurrentUser, ResourcesDep, SessionDep, client_address
+from services.dashboard.errors import TooManyRequests
 from services.dashboard.pages.render import CsrfForm, redirect, render, safe_next
 
 log = logging.getLogger(__name__)
@@ -34,11 +37,24 @@ def login_page(request: Request, next: str = "/cameras") -> Response:
 
 
 @router.post("/login", tags=["public"], summary="Sign in (form)")
-def login(request: Request, conn: SessionDep, form: Annotated[LoginForm, Form()]) -> Response:
+def login(
+    request: Request,
+    conn: SessionDep,
+    resources: ResourcesDep,
+    form: Annotated[LoginForm, Form()],
+) -> Response:
     target = safe_next(form.next)
     if not auth.csrf_matches(request.session, form.csrf_token):
         error = "Your sign-in form expired. Please try again."
         return render(request, "login.html", status_code=403, next=target, error=error)
+    try:
+        resources.throttle.sign_in(client_address(request), form.email)
+    except TooManyRequests as exc:
+        log.warning("sign-in throttled", extra={"email": form.email[:100]})
+        error = f"Too many sign-in attempts. Try again in {exc.retry_after_s} s."
+        page = render(request, "login.html", status_code=429, next=target, error=error)
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     found = accounts.find_login(conn, form.email, form.password)
     if found is None:
         log.info("failed sign-in", extra={"email": form.email[:100]})

@@ -59,6 +59,6 @@ def reports_page(
         camera_id=camera_id,
         rows=rows,
         charts=chart_data(rows),
-        accuracy=reports.accuracy(conn, limit=50),
-        promotions=reports.promotions(conn, limit=50),
+        accuracy=reports.accuracy(conn, user, limit=50),
+        promotions=reports.promotions(conn, user, limit=50),
     )

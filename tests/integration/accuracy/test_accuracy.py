@@ -21,13 +21,14 @@ from mlflow import MlflowClient
 from skimage.data import astronaut
 
 from infra.local.media import fetch_vtest
-from services.accuracy.service import evaluate_accuracy
+from services.accuracy.service import evaluate_accuracy, record_owner_for
 from vidpipe.datasets import (
     VTEST_PERSONS,
     DatasetNotFound,
     ensure_vtest_persons,
     upload_dataset,
 )
+from vidpipe.modelref import owner_tags
 from vidpipe.objectstore import ObjectStore
 from vidpipe.reports import AccuracyRecord
 from vidpipe.settings import ServiceSettings
@@ -176,3 +177,31 @@ def test_evaluate_accuracy_on_vtest_persons(
     assert result.map_50 > 0.3
     assert 0.2 < result.map < result.map_50
     assert _report_row(stack_settings, result.mlflow_run_id or "") is not None
+
+
+def test_record_owner_when_models_and_datasets_are_owned_then_record_follows_the_owner(
+    stack_settings: ServiceSettings,
+) -> None:
+    # given a model owned by client A (a registry entry), and the shared coco-centernet
+    uri = stack_settings.mlflow.tracking_uri
+    registry = MlflowClient(uri, uri)
+    a, b = f"acc-a-{uuid.uuid4().hex[:6]}", f"acc-b-{uuid.uuid4().hex[:6]}"
+    owned = f"{a}-ssdlite320_mobilenet_v3_large"
+    registry.create_registered_model(owned, tags=owner_tags(a))
+    try:
+        # shared model on a shared dataset: shared; on A's dataset: A's
+        assert record_owner_for(stack_settings, VTEST_PERSONS, MODEL) == "shared"
+        assert record_owner_for(stack_settings, f"{a}/set", MODEL) == a
+        assert record_owner_for(stack_settings, f"{a}/set", MODEL, client_id=a) == a
+        # A's model: A's record, also on a shared dataset
+        assert record_owner_for(stack_settings, VTEST_PERSONS, f"{owned}@production") == a
+        # B may use neither A's model nor A's dataset: both read as absent
+        with pytest.raises(ModelUnavailable, match="not registered"):
+            record_owner_for(stack_settings, VTEST_PERSONS, f"{owned}@production", client_id=b)
+        with pytest.raises(DatasetNotFound):
+            record_owner_for(stack_settings, f"{a}/set", MODEL, client_id=b)
+        # A's model on B's dataset: mixed owners are refused
+        with pytest.raises(ValueError, match="different clients"):
+            record_owner_for(stack_settings, f"{b}/set", f"{owned}@production")
+    finally:
+        registry.delete_registered_model(owned)

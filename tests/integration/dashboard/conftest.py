@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from services.dashboard import accounts
 from services.dashboard.accounts import ApiKeyIn, UserIn
@@ -22,7 +21,7 @@ from services.dashboard.auth import Principal, Role
 from services.dashboard.resources import Resources
 from services.dashboard.settings import DashboardSettings
 from tests.unit.trainer.synthetic import synthetic_scenes
-from vidpipe.cameras import CameraFields, create_camera
+from vidpipe.cameras import CameraFields, UrlRules, create_camera
 from vidpipe.configstore import ClientConfig, ConfigStore
 from vidpipe.datasets import upload_dataset
 from vidpipe.db import performance_reports, users
@@ -35,10 +34,20 @@ ROLES = (Role.viewer, Role.operator, Role.admin)
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
+#: limits generous enough for a test session's many sign-ins from one address (the
+#: throttling tests build an app with the defaults)
+GENEROUS = {
+    "limit_login_account": "1000/minute",
+    "limit_login_ip": "10000/minute",
+    "limit_bad_keys_ip": "10000/minute",
+    "limit_expensive": "10000/minute",
+}
+
+
 @pytest.fixture(scope="session")
 def dashboard_settings(stack: None, stack_settings: ServiceSettings) -> DashboardSettings:
-    """The stack's settings (same environment) plus a session secret."""
-    return DashboardSettings(session_secret=SecretStr(uuid.uuid4().hex))
+    """The stack's settings (same environment) with generous rate limits."""
+    return DashboardSettings.model_validate(GENEROUS)
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +124,7 @@ def make_tenant(app: FastAPI, settings: DashboardSettings) -> Tenant:
             fields = CameraFields(
                 name="Secret gate", url=f"rtsp://{client_id}:pw@10.9.9.9/stream", fps=5
             )
-            create_camera(conn, client_id, camera_id, fields)
+            create_camera(conn, client_id, camera_id, fields, UrlRules.of(settings.cameras))
         store.put_client_config(
             ClientConfig(client_id=client_id, model_name="coco-centernet", score_threshold=0.3)
         )
@@ -199,3 +208,42 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def register_owned_model(app: FastAPI, name: str, owner: str | None) -> None:
+    """A registered model owned by ``owner`` (None: shared) with version 1 at alias
+    ``production`` (a registry entry only: no artifact behind it)."""
+    from mlflow import MlflowClient
+
+    from vidpipe.modelref import owner_tags
+
+    uri = resources(app).settings.mlflow.tracking_uri
+    registry = MlflowClient(uri, uri)
+    registry.create_registered_model(name, tags=owner_tags(owner))
+    version = registry.create_model_version(
+        name, source="s3://mlflow/none/model", tags={"labels": '["person"]'}
+    )
+    registry.set_registered_model_alias(name, "production", version.version)
+
+
+def delete_model(app: FastAPI, name: str) -> None:
+    from mlflow import MlflowClient
+
+    uri = resources(app).settings.mlflow.tracking_uri
+    MlflowClient(uri, uri).delete_registered_model(name)
+
+
+@pytest.fixture
+def owned_model(app: FastAPI) -> Iterator[Callable[[str], str]]:
+    """``make(client_id) -> name``: a model owned by that client (removed afterwards)."""
+    made: list[str] = []
+
+    def make(client_id: str) -> str:
+        name = f"{client_id}-ssdlite320_mobilenet_v3_large"
+        register_owned_model(app, name, client_id)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        delete_model(app, name)

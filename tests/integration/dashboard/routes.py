@@ -17,6 +17,16 @@ from httpx import Response
 
 PUBLIC_TAG = "public"
 METHODS = ("get", "post", "put", "patch", "delete")
+#: Operations that end the caller's own session(s): walked last.
+SESSION_ENDERS = frozenset(
+    {
+        ("post", "/logout"),
+        ("post", "/api/v1/me/sessions/revoke"),
+        ("post", "/account/sign-out-everywhere"),
+        ("post", "/api/v1/me/password"),
+        ("post", "/account/password"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,8 @@ def operations(app: FastAPI) -> list[Operation]:
         if method in METHODS
     ]
     assert len(found) > 20, "the OpenAPI document lists the dashboard's routes"
-    # Sign-out ends the session the walk uses: keep it last.
-    return sorted(found, key=lambda op: op.path == "/logout")
+    # Sign-out (and the like) ends the session the walk uses: keep them last.
+    return sorted(found, key=lambda op: (op.method, op.path) in SESSION_ENDERS)
 
 
 def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

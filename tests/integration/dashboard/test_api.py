@@ -68,13 +68,13 @@ def test_cameras_when_crud_then_persisted_and_id_collision_is_409(
     assert op.post("/api/v1/cameras", json=camera).status_code == 201
     updated = op.put(
         f"/api/v1/cameras/{camera['camera_id']}",
-        json={"name": "Yard 2", "url": "file:///v.mp4", "fps": 2.5, "enabled": False},
+        json={"name": "Yard 2", "url": "rtsps://u:s3cret@10.1.1.1/v", "fps": 2.5, "enabled": False},
     )
     assert updated.json() | {"created_at": 0, "updated_at": 0} == {
         "camera_id": camera["camera_id"],
         "client_id": a.client_id,
         "name": "Yard 2",
-        "url": "file:///v.mp4",
+        "url": "rtsps://u:***@10.1.1.1/v",  # the password is write-only
         "fps": 2.5,
         "enabled": False,
         "created_at": 0,
@@ -290,14 +290,15 @@ def test_promotions_when_gate_decided_then_listed_newest_first(
     from tests.integration.dashboard.conftest import resources
     from vidpipe.db import model_promotions
 
-    model = f"it-promo-{uuid.uuid4().hex[:8]}"
+    tenant = tenant_factory()
+    model = f"{tenant.client_id}-promo-{uuid.uuid4().hex[:8]}"
     rows = [
         {"model_name": model, "candidate_version": "2", "production_version": "1",
          "dataset": "vtest-persons", "candidate_map": 0.41, "production_map": 0.55,
-         "decision": "refused", "requested_by": "ops"},
+         "decision": "refused", "requested_by": "ops", "client_id": tenant.client_id},
         {"model_name": model, "candidate_version": "3", "production_version": "1",
          "dataset": "vtest-persons", "candidate_map": 0.58, "production_map": 0.55,
-         "decision": "promoted", "requested_by": "ops"},
+         "decision": "promoted", "requested_by": "ops", "client_id": tenant.client_id},
     ]  # fmt: skip
     engine = resources(app).engine
     with engine.begin() as conn:
@@ -305,10 +306,8 @@ def test_promotions_when_gate_decided_then_listed_newest_first(
             conn.execute(sa.insert(model_promotions), row)
     try:
         # when a viewer lists them
-        response = (
-            tenant_factory()
-            .as_(app, Role.viewer)
-            .get("/api/v1/reports/promotions", params={"model_name": model})
+        response = tenant.as_(app, Role.viewer).get(
+            "/api/v1/reports/promotions", params={"model_name": model}
         )
         # then both decisions come back with their numbers, newest first
         assert response.status_code == 200

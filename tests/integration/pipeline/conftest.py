@@ -15,10 +15,10 @@ import pytest
 from infra.local.processes import ServiceProcess, start_service
 from services.decoder.service import DecoderService
 from vidpipe.bus import make_producer
-from vidpipe.cameras import CameraFields, create_camera
+from vidpipe.cameras import CameraFields, UrlRules, create_camera
 from vidpipe.configstore import ClientConfig, ConfigStore
 from vidpipe.objectstore import ObjectStore
-from vidpipe.settings import ServiceSettings
+from vidpipe.settings import CameraSettings, ServiceSettings
 
 REPO = Path(__file__).resolve().parents[3]
 ASSETS = REPO / "var" / "assets"
@@ -53,7 +53,8 @@ def client_id(stack: None, model_version: str, settings: ServiceSettings) -> Ite
     store.put_client(client, client)
     with store.engine.begin() as conn:
         fields = CameraFields(name="test", url="file:///dev/null", fps=10)
-        create_camera(conn, client, f"{client}-cam", fields)
+        files_allowed = UrlRules.of(CameraSettings(allow_files=True))  # explicitly, for a test
+        create_camera(conn, client, f"{client}-cam", fields, files_allowed)
     store.put_client_config(
         ClientConfig(client_id=client, model_name="coco-centernet", score_threshold=0.3)
     )

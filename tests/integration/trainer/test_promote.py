@@ -16,11 +16,12 @@ from services.accuracy.promote import promote
 from services.trainer.settings import TrainerSettings
 from tests.integration.trainer.conftest import Scope, TrainedJob
 from tests.integration.trainer.oracle import LABELS, ColourBoxDetector
+from vidpipe.modelref import owner_tags
 
 pytestmark = pytest.mark.integration
 
 
-def _register_oracle(settings: TrainerSettings, name: str) -> str:
+def _register_oracle(settings: TrainerSettings, name: str, owner: str) -> str:
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     mlflow.set_experiment(settings.experiment)
     with mlflow.start_run(run_name="oracle"):
@@ -37,6 +38,8 @@ def _register_oracle(settings: TrainerSettings, name: str) -> str:
     version = str(info.registered_model_version)
     client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
     client.set_model_version_tag(name, version, "labels", json.dumps(LABELS))
+    for key, value in owner_tags(owner).items():  # as the trainer's registration records it
+        client.set_registered_model_tag(name, key, value)
     return version
 
 
@@ -55,7 +58,7 @@ def test_promote_gate_refuses_lower_accepts_equal_and_records_forced(
     uri = trainer_settings.mlflow.tracking_uri
     client = MlflowClient(uri, uri)
     name, weak = scope.model_name, trained.model.version
-    oracle = _register_oracle(trainer_settings, name)
+    oracle = _register_oracle(trainer_settings, name, scope.client_id)
     client.set_registered_model_alias(name, "production", oracle)
     client.set_registered_model_alias(name, "candidate", weak)
 
@@ -67,7 +70,7 @@ def test_promote_gate_refuses_lower_accepts_equal_and_records_forced(
     assert client.get_model_version_by_alias(name, "production").version == oracle
     assert _row(trainer_settings, refused.id) == ("refused", weak, oracle, "pytest")
 
-    equal = _register_oracle(trainer_settings, name)
+    equal = _register_oracle(trainer_settings, name, scope.client_id)
     client.set_registered_model_alias(name, "candidate", equal)
 
     promoted = promote(trainer_settings, name, dataset=scope.dataset, requested_by="pytest")
@@ -90,7 +93,7 @@ def test_promote_when_no_production_yet_promotes(
     name = f"{scope.model_name}-first"
     uri = trainer_settings.mlflow.tracking_uri
     client = MlflowClient(uri, uri)
-    version = _register_oracle(trainer_settings, name)
+    version = _register_oracle(trainer_settings, name, scope.client_id)
     client.set_registered_model_alias(name, "candidate", version)
     try:
         result = promote(

@@ -108,7 +108,9 @@ def test_accuracy_when_module_present_then_calls_it_and_prints_table(
 ) -> None:
     calls: list[tuple[str, str]] = []
 
-    def evaluate_accuracy(settings: ReportSettings, dataset: str, model: str) -> Any:
+    def evaluate_accuracy(
+        settings: ReportSettings, dataset: str, model: str, client_id: str | None = None
+    ) -> Any:
         calls.append((dataset, model))
         return types.SimpleNamespace(
             dataset=dataset,
