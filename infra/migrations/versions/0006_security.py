@@ -26,7 +26,7 @@ from vidpipe.cameras import UrlCipher
 from vidpipe.settings import ServiceSettings
 from vidpipe.urls import has_secrets
 
-revision: str = "0007"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
