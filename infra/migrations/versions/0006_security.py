@@ -10,7 +10,7 @@
   administrators only).
 - ``users.disabled_at``; ``clients`` may not be called ``shared``.
 
-Revision ID: 0007
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-10
 """
