@@ -2,7 +2,8 @@
 
 For a batch: validate events, look up each client's config, drop frames over the age
 budget, fetch JPEGs from S3 concurrently, run each model once on its frames (in chunks of
-``batch_size``), filter per client, write annotation JSON, publish ``DetectionsProduced``
+``batch_size``), filter per client, write annotation JSON, advance each camera's
+latest-frame pointer (:mod:`vidpipe.latest`), publish ``DetectionsProduced``
 and ``FrameMetrics``, and dead-letter what could not be handled. It returns only when all
 of that is acknowledged, so the caller may commit the batch's offsets.
 """
@@ -14,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,6 +70,13 @@ class Models(Protocol):
     def get(self, ref: ModelRef) -> LoadedModel: ...
 
 
+class LatestPointer(Protocol):
+    """Where the newest frame with detections of each camera is recorded
+    (:class:`vidpipe.latest.LatestFrames`)."""
+
+    async def advance(self, frames: Iterable[FrameDecoded]) -> None: ...
+
+
 class Producer(Protocol):
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Awaitable[Any]: ...
 
@@ -94,6 +102,7 @@ class DetectorService:
         batch_size: int,
         fetch_concurrency: int = 16,
         max_frame_age_ms: int | None = None,
+        latest: LatestPointer | None = None,
     ) -> None:
         self._store = store
         self._configs = configs
@@ -104,6 +113,7 @@ class DetectorService:
         self._batch_size = batch_size
         self._fetch_slots = asyncio.Semaphore(fetch_concurrency)
         self._max_age_ms = max_frame_age_ms
+        self._latest = latest
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
@@ -237,6 +247,8 @@ class DetectorService:
                 for w, ref, d in zip(items, annotations, detected, strict=True)
             )
         )
+        if self._latest is not None:
+            await self._latest.advance(w.frame for w in items)
         sends: list[Awaitable[Any]] = []
         for w, ref, dets in zip(items, annotations, detected, strict=True):
             published_ns = time.time_ns()

@@ -17,6 +17,8 @@ from services.dashboard.settings import DashboardSettings
 from tests.integration.dashboard.conftest import Tenant, objects
 from tests.integration.dashboard.seed import seed_clip, seed_frame, seed_report
 from vidpipe.configstore import ConfigStore
+from vidpipe.events import FrameDecoded, ObjectRef
+from vidpipe.latest import LatestFrames
 from vidpipe.topics import TRAINING_JOBS
 
 pytestmark = pytest.mark.integration
@@ -170,6 +172,41 @@ def test_results_when_frames_stored_then_latest_with_working_presigned_urls(
     clips = viewer.get(f"/api/v1/cameras/{tenant.camera_id}/clips").json()
     assert [c["segment"] for c in clips] == [0, 1]
     assert httpx.get(clips[0]["url"]).content.startswith(b"\x00\x00\x00\x18ftyp")
+
+
+async def test_results_when_pointer_set_then_latest_is_its_frame_not_the_highest_key(
+    app: FastAPI, tenant_factory: Callable[[], Tenant], dashboard_settings: DashboardSettings
+) -> None:
+    # given frames 2 and 10 in S3, then a restarted decoder whose newer frame 3 the detector
+    # recorded as the camera's latest
+    tenant = tenant_factory()
+    store = objects(app)
+    for seq in (2, 10, 3):
+        seed_frame(store, tenant.client_id, tenant.camera_id, seq)
+    pointer = LatestFrames(dashboard_settings.redis)
+    newer = time.time_ns()
+    await pointer.advance(
+        [pointer_frame(tenant, 10, newer - 10**9), pointer_frame(tenant, 3, newer)]
+    )
+    await pointer.aclose()
+    # when the latest result is asked for
+    viewer = tenant.as_(app, Role.viewer)
+    result = viewer.get(f"/api/v1/cameras/{tenant.camera_id}/latest").json()["result"]
+    # then it is the frame the pointer names (the newest capture), not the highest seq
+    assert result["frame_seq"] == 3
+
+
+def pointer_frame(tenant: Tenant, seq: int, capture_ts_ns: int) -> FrameDecoded:
+    return FrameDecoded(
+        client_id=tenant.client_id,
+        camera_id=tenant.camera_id,
+        frame_seq=seq,
+        capture_ts_ns=capture_ts_ns,
+        decoded_ts_ns=capture_ts_ns,
+        width=64,
+        height=48,
+        image=ObjectRef(bucket="frames", key=f"{tenant.client_id}/{tenant.camera_id}/{seq}.jpg"),
+    )
 
 
 def test_live_when_frame_lands_then_sse_result_event(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import ClassVar
 
 import cv2
@@ -289,3 +290,29 @@ async def test_handle_batch_when_backlog_is_young_then_nothing_superseded() -> N
         stored_frames(store, *young)
     )
     assert len(producer.on(DETECTIONS)) == 5
+
+
+class RecordingPointer:
+    """Records what the detector advances, and whether each frame's annotation was already
+    stored at that moment."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.advanced: list[tuple[int, bool]] = []
+
+    async def advance(self, frames: Iterable[FrameDecoded]) -> None:
+        for f in frames:
+            stored = ("annotations", f"{f.client_id}/{f.camera_id}/{f.frame_seq}.json")
+            self.advanced.append((f.frame_seq, stored in self.store.objects))
+
+
+async def test_handle_batch_when_detected_then_latest_pointer_advanced_after_annotations() -> None:
+    # given three stored frames and a pointer
+    store, producer = FakeStore(), FakeProducer()
+    pointer = RecordingPointer(store)
+    service = make_service(store, producer)
+    service._latest = pointer
+    # when
+    await service.handle_batch(stored_frames(store, *(frame_event(i) for i in range(3))))
+    # then every detected frame was offered to the pointer, each once its annotation existed
+    assert sorted(pointer.advanced) == [(0, True), (1, True), (2, True)]
