@@ -268,6 +268,7 @@ def run_pipeline(
     with running_services(log_dir, env) as services:
         decoder_env = {
             "VIDPIPE_CAMERA_ID": run.camera_id,
+            "VIDPIPE_CLIENT_ID": run.client_id,
             "VIDPIPE_RECONNECT": "false",
             **source_access(run.url),
         }

@@ -266,6 +266,23 @@ async def test_handle_batch_when_frames_age_during_earlier_chunks_then_later_one
     assert sorted(m.frame_seq for m in metrics if m.dropped) == [2, 3]
 
 
+async def test_handle_batch_when_chunk_would_finish_past_budget_then_dropped_before_running() -> (
+    None
+):
+    # given four frames 100 ms old, a 500 ms budget and a model taking 150 ms per image
+    store, producer = FakeStore(), FakeProducer()
+    young = [frame_event(i, capture_ts_ns=time.time_ns() - 100_000_000) for i in range(4)]
+    service = make_service(store, producer, models=SlowModels(), max_frame_age_ms=500)
+    # when handled: the first chunk ends at ~400 ms of age; the second would end at ~700 ms
+    await service.handle_batch(stored_frames(store, *young))
+    # then the second chunk is dropped before the model runs on it (it could only be late)
+    detections = [DetectionsProduced.model_validate_json(v) for v in producer.on(DETECTIONS)]
+    assert sorted(d.frame_seq for d in detections) == [0, 1]
+    assert all(d.detected_ts_ns - d.capture_ts_ns <= 550_000_000 for d in detections)
+    metrics = [FrameMetrics.model_validate_json(v) for v in producer.on(METRICS)]
+    assert sorted(m.frame_seq for m in metrics if m.dropped) == [2, 3]
+
+
 async def test_handle_batch_when_backlogged_then_newest_frames_first_older_superseded() -> None:
     # given five frames of one camera, 1.5 s old (past half a 2 s budget), batch size 2
     store, producer = FakeStore(), FakeProducer()
