@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from vidpipe.events import FrameDecoded, ObjectRef
+from tests.unit.fakes import decoded
+from vidpipe.events import FrameDecoded
 from vidpipe.latest import newest_per_camera, pointer_key
 
 
 def frame(camera: str, seq: int, ts: int, client: str = "acme") -> FrameDecoded:
-    return FrameDecoded(
-        client_id=client,
-        camera_id=camera,
-        frame_seq=seq,
-        capture_ts_ns=ts,
-        decoded_ts_ns=ts,
-        width=8,
-        height=8,
-        image=ObjectRef(bucket="frames", key=f"{client}/{camera}/{seq}.jpg"),
-    )
+    return decoded(client, camera, seq, ts)
 
 
 def test_newest_per_camera_when_batch_mixes_cameras_then_latest_capture_of_each() -> None:

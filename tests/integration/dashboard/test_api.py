@@ -16,8 +16,9 @@ from services.dashboard.auth import Role
 from services.dashboard.settings import DashboardSettings
 from tests.integration.dashboard.conftest import Tenant, objects
 from tests.integration.dashboard.seed import seed_clip, seed_frame, seed_report
+from tests.unit.fakes import decoded
 from vidpipe.configstore import ConfigStore
-from vidpipe.events import FrameDecoded, ObjectRef
+from vidpipe.events import FrameDecoded
 from vidpipe.latest import LatestFrames
 from vidpipe.topics import TRAINING_JOBS
 
@@ -197,16 +198,7 @@ async def test_results_when_pointer_set_then_latest_is_its_frame_not_the_highest
 
 
 def pointer_frame(tenant: Tenant, seq: int, capture_ts_ns: int) -> FrameDecoded:
-    return FrameDecoded(
-        client_id=tenant.client_id,
-        camera_id=tenant.camera_id,
-        frame_seq=seq,
-        capture_ts_ns=capture_ts_ns,
-        decoded_ts_ns=capture_ts_ns,
-        width=64,
-        height=48,
-        image=ObjectRef(bucket="frames", key=f"{tenant.client_id}/{tenant.camera_id}/{seq}.jpg"),
-    )
+    return decoded(tenant.client_id, tenant.camera_id, seq, capture_ts_ns)
 
 
 def test_live_when_frame_lands_then_sse_result_event(

@@ -8,22 +8,14 @@ import uuid
 
 from redis import Redis
 
-from vidpipe.events import FrameDecoded, ObjectRef
+from tests.unit.fakes import decoded
+from vidpipe.events import FrameDecoded
 from vidpipe.latest import POINTER_FAILURES, LatestFrames, pointer_key, read_latest
 from vidpipe.settings import RedisSettings, ServiceSettings
 
 
 def frame(camera: str, seq: int, ts: int) -> FrameDecoded:
-    return FrameDecoded(
-        client_id="acme",
-        camera_id=camera,
-        frame_seq=seq,
-        capture_ts_ns=ts,
-        decoded_ts_ns=ts,
-        width=8,
-        height=8,
-        image=ObjectRef(bucket="frames", key=f"acme/{camera}/{seq}.jpg"),
-    )
+    return decoded("acme", camera, seq, ts)
 
 
 async def test_advance_when_older_frame_arrives_later_then_pointer_stays(
