@@ -255,7 +255,11 @@ def bench_live(settings: ServiceSettings, clip: Path, fps: float, frames: int) -
         run = PipelineRun(
             "bench", f"live-{fps:g}", f"rtsp://127.0.0.1:{RTSP_PORT}/live", fps, frames
         )
-        summary, _ = run_pipeline(settings, run, LOGS, timeout_s=1200, started=sampler.start)
+        # the renderer's default clip length: one clip for the whole run would be held in
+        # memory to its end and read as growth
+        summary, _ = run_pipeline(
+            settings, run, LOGS, timeout_s=1200, started=sampler.start, clip_frames=100
+        )
     finally:
         stop_rtsp_server(server)
     memory = sampler.stop()

@@ -200,19 +200,46 @@ class DetectorService:
         return config.max_frame_age_ms or self._max_age_ms
 
     def _within_budget(self, work: list[_Work], pending: list[Awaitable[Any]]) -> list[_Work]:
-        """``work`` without the frames that will be past their budget when their detections
-        are published: the age each frame reaches after the model has run on it and on the
-        frames before it in this chunk, at the model's measured seconds per image (EWMA).
-        Running a frame whose result will be stale anyway only makes the next frames late;
-        with this check a frame's capture -> detections time stays within its budget, also
-        on a CPU slower than the camera."""
+        """The newest frames of ``work`` that will still be within their budget when their
+        detections are published; the others are dropped (counted and recorded).
+
+        A chunk's detections are published together once the model has run on all of it, so
+        a chunk of ``n`` frames ends ``n`` x the model's measured seconds per image (EWMA)
+        from now. The largest ``n`` for which the ``n`` newest frames all end within budget
+        is kept. Running a frame whose result will be stale anyway only makes the next
+        frames late; with this check capture -> detections stays within the budget, also on
+        a CPU slower than the camera.
+        """
+        if not work:
+            return []
         now = time.time_ns()
-        per_image_ns = int(self._per_image_s.get(work[0].model.ref, 0.0) * 1e9) if work else 0
-        kept: list[_Work] = []
-        for w in work:
-            if not self._stale(w.frame, w.config, now + per_image_ns * (len(kept) + 1), pending):
-                kept.append(w)
-        return kept
+        per_image_ns = int(self._per_image_s.get(work[0].model.ref, 0.0) * 1e9)
+        newest = sorted(work, key=lambda w: w.frame.capture_ts_ns, reverse=True)
+        n = len(newest)
+        while n and not all(
+            self._fits(w.frame, w.config, now + per_image_ns * n) for w in newest[:n]
+        ):
+            n -= 1
+        done_ns = now + per_image_ns * max(n, 1)
+        for w in newest[n:]:
+            self._drop_stale(w.frame, self._budget_ms(w.config) or 0, done_ns, pending)
+        kept = {id(w) for w in newest[:n]}
+        return [w for w in work if id(w) in kept]
+
+    def _fits(self, frame: FrameDecoded, config: ClientConfig, at_ns: int) -> bool:
+        """Whether ``frame`` is within its client's budget at ``at_ns`` (no budget: always)."""
+        budget = self._budget_ms(config)
+        return budget is None or (at_ns - frame.capture_ts_ns) / 1e6 <= budget
+
+    def _drop_stale(
+        self, frame: FrameDecoded, budget: int, at_ns: int, pending: list[Awaitable[Any]]
+    ) -> None:
+        """Count and record ``frame`` as dropped for its age at ``at_ns`` (its metrics send
+        joins ``pending``)."""
+        age_ms = (at_ns - frame.capture_ts_ns) / 1e6
+        FRAMES.labels("dropped_too_old").inc()
+        reason = f"frame age {age_ms:.0f} ms over the {budget} ms budget"
+        pending.append(self._send_metrics(_frame_metrics(frame, drop_reason=reason)))
 
     def _stale(
         self,
@@ -223,13 +250,9 @@ class DetectorService:
     ) -> bool:
         """Whether ``frame`` is older than its client's budget at ``now`` (ns); a stale frame
         is counted and recorded as ``dropped`` (its metrics send joins ``pending``)."""
-        budget = self._budget_ms(config)
-        age_ms = (now - frame.capture_ts_ns) / 1e6
-        if budget is None or age_ms <= budget:
+        if self._fits(frame, config, now):
             return False
-        FRAMES.labels("dropped_too_old").inc()
-        reason = f"frame age {age_ms:.0f} ms over the {budget} ms budget"
-        pending.append(self._send_metrics(_frame_metrics(frame, drop_reason=reason)))
+        self._drop_stale(frame, self._budget_ms(config) or 0, now, pending)
         return True
 
     async def _fetch(self, w: _Work, rejected: list[Rejected]) -> None:

@@ -283,6 +283,24 @@ async def test_handle_batch_when_chunk_would_finish_past_budget_then_dropped_bef
     assert sorted(m.frame_seq for m in metrics if m.dropped) == [2, 3]
 
 
+async def test_handle_batch_when_only_some_fit_then_newest_kept_older_dropped() -> None:
+    # given a model measured at 100 ms per image, a 500 ms budget, frames 350 and 50 ms old
+    store, producer = FakeStore(), FakeProducer()
+    now = time.time_ns()
+    frames = [frame_event(0, capture_ts_ns=now - 350_000_000), frame_event(1, capture_ts_ns=now)]
+    service = make_service(store, producer, max_frame_age_ms=500)
+    service._per_image_s[MODEL] = 0.1
+    # when handled: both in one chunk would end at ~550 ms for the older; the newer alone fits
+    await service.handle_batch(stored_frames(store, *frames))
+    # then the newest frame is analysed and the older one dropped before the model runs
+    detected = [
+        DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)
+    ]
+    dropped = [m for m in map(FrameMetrics.model_validate_json, producer.on(METRICS)) if m.dropped]
+    assert detected == [1]
+    assert [m.frame_seq for m in dropped] == [0] and "budget" in (dropped[0].drop_reason or "")
+
+
 async def test_handle_batch_when_backlogged_then_newest_frames_first_older_superseded() -> None:
     # given five frames of one camera, 1.5 s old (past half a 2 s budget), batch size 2
     store, producer = FakeStore(), FakeProducer()
