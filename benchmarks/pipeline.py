@@ -15,8 +15,8 @@ prints JSON. Every figure is compared with a baseline measured in the same run.
    per stage and the drop rate, per-stage fps, and each service's RSS after the first minute
    and at the end.
 
-Usage: ``python benchmarks/pipeline.py [--frames 200] [--skip-live | --live-only]`` after
-``vidpipe up``.
+Usage: ``python benchmarks/pipeline.py [--frames 200] [--skip-live | --live-only |
+--models-only]`` after ``vidpipe up``.
 torch, openvino and the services are imported inside the functions that need them.
 """
 
@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--model-frames", type=int, default=60, help="frames per model figure")
     parser.add_argument("--skip-live", action="store_true", help="leave out the RTSP runs")
     parser.add_argument("--live-only", action="store_true", help="only the RTSP runs")
+    parser.add_argument("--models-only", action="store_true", help="only the network figures")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -301,6 +302,9 @@ def main() -> None:
     video = fetch_vtest(ASSETS)
     frames = read_frames(video, args.model_frames)
     models = bench_models(settings, frames)
+    if args.models_only:
+        print(json.dumps({"model": f"coco-centernet/{version}", "models": models}, indent=2))
+        return
     stages = {
         "decode_fps": round(bench_decode(video, args.frames), 1),
         "render_fps": round(bench_render(frames), 1),
