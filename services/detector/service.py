@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -49,6 +50,8 @@ FRAMES = Counter("vidpipe_detector_frames_total", "Frames handled", ["outcome"])
 INFERENCE_SECONDS = Histogram(
     "vidpipe_detector_inference_seconds", "Model time per batch chunk", ["model"]
 )
+#: chunks of the model-time window the age budget predicts from
+PER_IMAGE_WINDOW = 8
 FRAME_AGE_SECONDS = Histogram(
     "vidpipe_detector_frame_age_seconds",
     "Capture to detections published",
@@ -113,8 +116,8 @@ class DetectorService:
         self._batch_size = batch_size
         self._fetch_slots = asyncio.Semaphore(fetch_concurrency)
         self._max_age_ms = max_frame_age_ms
-        #: seconds of model time per image, per model (EWMA of the last chunks)
-        self._per_image_s: dict[ModelRef, float] = {}
+        #: seconds of model time per image of each model's last chunks (newest last)
+        self._per_image_s: dict[ModelRef, deque[float]] = {}
         self._latest = latest
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
@@ -204,16 +207,18 @@ class DetectorService:
         detections are published; the others are dropped (counted and recorded).
 
         A chunk's detections are published together once the model has run on all of it, so
-        a chunk of ``n`` frames ends ``n`` x the model's measured seconds per image (EWMA)
-        from now. The largest ``n`` for which the ``n`` newest frames all end within budget
-        is kept. Running a frame whose result will be stale anyway only makes the next
-        frames late; with this check capture -> detections stays within the budget, also on
-        a CPU slower than the camera.
+        a chunk of ``n`` frames ends ``n`` x the model's seconds per image from now, taken as
+        the slowest of its last :data:`PER_IMAGE_WINDOW` chunks (on a shared CPU the time
+        per image jumps; an average would let every slow spell overrun the budget). The
+        largest ``n`` for which the ``n`` newest frames all end within budget is kept.
+        Running a frame whose result will be stale anyway only makes the next frames late;
+        with this check capture -> detections stays within the budget, also on a CPU slower
+        than the camera.
         """
         if not work:
             return []
         now = time.time_ns()
-        per_image_ns = int(self._per_image_s.get(work[0].model.ref, 0.0) * 1e9)
+        per_image_ns = int(max(self._per_image_s.get(work[0].model.ref, [0.0])) * 1e9)
         newest = sorted(work, key=lambda w: w.frame.capture_ts_ns, reverse=True)
         n = len(newest)
         while n and not all(
@@ -272,8 +277,7 @@ class DetectorService:
         raw = await asyncio.to_thread(detect_batch, model, images, self._device)
         inference_s = time.perf_counter() - started
         per_image = inference_s / len(images)
-        last = self._per_image_s.get(model.ref, per_image)
-        self._per_image_s[model.ref] = 0.7 * last + 0.3 * per_image
+        self._per_image_s.setdefault(model.ref, deque(maxlen=PER_IMAGE_WINDOW)).append(per_image)
         INFERENCE_SECONDS.labels(f"{model.ref.name}/{model.ref.version}").observe(inference_s)
         detected = [apply_client_config(d, w.config) for d, w in zip(raw, items, strict=True)]
         annotations = [keys.annotation(w.frame) for w in items]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -289,7 +290,7 @@ async def test_handle_batch_when_only_some_fit_then_newest_kept_older_dropped() 
     now = time.time_ns()
     frames = [frame_event(0, capture_ts_ns=now - 350_000_000), frame_event(1, capture_ts_ns=now)]
     service = make_service(store, producer, max_frame_age_ms=500)
-    service._per_image_s[MODEL] = 0.1
+    service._per_image_s[MODEL] = deque([0.1])
     # when handled: both in one chunk would end at ~550 ms for the older; the newer alone fits
     await service.handle_batch(stored_frames(store, *frames))
     # then the newest frame is analysed and the older one dropped before the model runs
