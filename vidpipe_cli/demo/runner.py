@@ -65,6 +65,8 @@ class PipelineRun:
     fps: float
     expected_frames: int
     score_threshold: float = 0.3
+    #: the client's frame-age budget (None: the detector's default)
+    max_frame_age_ms: int | None = None
 
 
 def source_access(url: str) -> dict[str, str]:
@@ -106,6 +108,7 @@ def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
                 model_name="coco-centernet",
                 model_alias="production",
                 score_threshold=run.score_threshold,
+                max_frame_age_ms=run.max_frame_age_ms,
             )
         )
     finally:

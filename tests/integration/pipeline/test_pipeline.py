@@ -17,6 +17,7 @@ from redis import Redis
 from tests.integration.pipeline.conftest import (
     ASSETS,
     LOGS,
+    NO_BUDGET_MS,
     Services,
     object_count,
     publish_frames,
@@ -92,7 +93,14 @@ def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
 ) -> None:
     # given a camera reading 60 real vtest frames over RTSP
     camera = f"{client_id}-cam"
-    run = PipelineRun(client_id, camera, rtsp_url, fps=10, expected_frames=CLIP_FRAMES)
+    run = PipelineRun(
+        client_id,
+        camera,
+        rtsp_url,
+        fps=10,
+        expected_frames=CLIP_FRAMES,
+        max_frame_age_ms=NO_BUDGET_MS,
+    )
     # when decoder, detector, renderer and metrics sink run to the end of the stream
     summary, _ = run_pipeline(settings, run, LOGS / camera, timeout_s=300)
     # then every decoded frame is detected and rendered exactly once in the end state
@@ -222,7 +230,12 @@ def test_detector_when_threshold_changed_then_next_frames_use_it_without_restart
     # when the threshold is raised to 1.0 in Postgres (cache invalidated by the store)
     store = ConfigStore(settings.postgres, settings.redis)
     store.put_client_config(
-        ClientConfig(client_id=client_id, model_name="coco-centernet", score_threshold=1.0)
+        ClientConfig(
+            client_id=client_id,
+            model_name="coco-centernet",
+            score_threshold=1.0,
+            max_frame_age_ms=NO_BUDGET_MS,
+        )
     )
     asyncio.run(publish_frames(settings, client_id, vtest_frames[5:10], first_seq=5))
     wait_for(lambda: len(_detections_for(settings, camera)) == 10, 120, "10 frames")
