@@ -16,7 +16,7 @@ import typer
 from infra.local import serve as supervised
 from infra.local import stack
 from infra.local.processes import StackError
-from infra.local.programs import plan
+from infra.local.programs import ServeOptions
 from vidpipe.logs import configure_logging
 from vidpipe.settings import ServiceSettings
 from vidpipe_cli.paths import STATE_DIR
@@ -80,10 +80,15 @@ def serve(
     configure_logging()
     try:
         stack.up(ServiceSettings(), STATE_DIR)
-        programs = plan(detectors, port_offset)
+        # A running instance keeps the extra environment it was given (the demo's camera
+        # allow-list for the dashboard).
+        saved = supervised.saved_options(serve_paths())
+        running = supervised.supervisord_pid(serve_paths()) is not None
+        extra_env = saved.extra_env if saved and running else {}
+        options = ServeOptions(detectors, port_offset, extra_env)
         if foreground:
             typer.echo(f"supervisord in the foreground; logs in {serve_paths().log_dir}")
-        rows = supervised.start(programs, serve_paths(), foreground, timeout_s)
+        rows = supervised.start(options, serve_paths(), foreground, timeout_s)
     except (StackError, ValueError) as exc:
         typer.echo(f"vidpipe serve failed: {exc}", err=True)
         raise typer.Exit(1) from exc

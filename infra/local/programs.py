@@ -93,6 +93,19 @@ class Program:
         return tuple(p for p in (self.http_port, self.metrics_port) if p is not None)
 
 
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `vidpipe serve` was asked for; kept in ``serve/options.json`` so a later start
+    (the demo's, say) keeps a running instance's replicas and ports."""
+
+    detectors: int = 1
+    port_offset: int = 0
+    extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def programs(self) -> list[Program]:
+        return plan(self.detectors, self.port_offset, self.extra_env)
+
+
 def _shift(port: int | None, by: int) -> int | None:
     return None if port is None else port + by
 

@@ -31,7 +31,7 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from signal import SIGKILL
 
@@ -46,7 +46,7 @@ from infra.local.processes import (
     stop,
     tail,
 )
-from infra.local.programs import Program
+from infra.local.programs import Program, ServeOptions
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,10 @@ class ServePaths:
     @property
     def programs_file(self) -> Path:
         return self.root / "programs.json"
+
+    @property
+    def options_file(self) -> Path:
+        return self.root / "options.json"
 
     @property
     def restarts_file(self) -> Path:
@@ -278,11 +282,17 @@ def _check_ports(programs: Sequence[Program], running: set[str]) -> None:
         )
 
 
-def _write_config(programs: Sequence[Program], paths: ServePaths) -> None:
+def _private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def _write_config(options: ServeOptions, programs: Sequence[Program], paths: ServePaths) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    paths.conf.write_text(render_config(programs, paths))
-    paths.conf.chmod(0o600)
+    _private(paths.conf, render_config(programs, paths))
+    _private(paths.options_file, json.dumps(asdict(options), indent=2) + "\n")
     ports = {p.name: {"metrics_port": p.metrics_port, "http_port": p.http_port} for p in programs}
     paths.programs_file.write_text(json.dumps(ports, indent=2) + "\n")
 
@@ -349,13 +359,25 @@ def wait_running(paths: ServePaths, timeout_s: float) -> list[ProgramStatus]:
         time.sleep(0.5)
 
 
+def saved_options(paths: ServePaths) -> ServeOptions | None:
+    """The options of the last `serve` start for this state directory, if any."""
+    saved = _read_json(paths.options_file)
+    if not saved:
+        return None
+    return ServeOptions(
+        detectors=int(saved.get("detectors", 1)),  # type: ignore[call-overload]
+        port_offset=int(saved.get("port_offset", 0)),  # type: ignore[call-overload]
+        extra_env=saved.get("extra_env") or {},  # type: ignore[arg-type]
+    )
+
+
 def start(
-    programs: Sequence[Program],
+    options: ServeOptions,
     paths: ServePaths,
     foreground: bool = False,
     timeout_s: float = 120.0,
 ) -> list[ProgramStatus]:
-    """Serve ``programs``: start supervisord, or make a running one adopt the new program
+    """Serve ``options.programs()``: start supervisord, or make a running one adopt the new program
     list (added, changed and removed programs; stopped ones started again). Returns once
     every program is RUNNING. With ``foreground``, supervisord replaces this process.
 
@@ -363,10 +385,11 @@ def start(
         StackError: a port is taken by another process, supervisord did not start, or a
         program did not reach RUNNING (see :func:`wait_running`).
     """
+    programs = options.programs()
     running_before = supervisord_pid(paths) is not None
     current = {r.name for r in status(paths) or [] if r.running} if running_before else set()
     _check_ports(programs, current)
-    _write_config(programs, paths)
+    _write_config(options, programs, paths)
     if running_before:
         if foreground:
             raise StackError(f"supervisord already runs for {paths.state_dir}; stop it first")

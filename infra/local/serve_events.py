@@ -60,7 +60,12 @@ def listen(path: Path, stdin: TextIO, stdout: TextIO) -> None:
     """Serve the listener protocol until supervisord closes stdin."""
     counts = load(path)
     while True:
-        headers, payload = childutils.listener.wait(stdin, stdout)
+        childutils.listener.ready(stdout)
+        line = stdin.readline()
+        if not line:
+            return
+        headers = childutils.get_headers(line)
+        payload = stdin.read(int(headers["len"]))
         event = headers.get("eventname", "")
         name = count(counts, event, payload.split("\n", 1)[0])
         if name is not None:

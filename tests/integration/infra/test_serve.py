@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,7 +38,7 @@ from infra.local.processes import (
     spawn,
     stop,
 )
-from infra.local.programs import PROGRAMS, REPLICA_PORT_STEP, plan
+from infra.local.programs import PROGRAMS, REPLICA_PORT_STEP, ServeOptions, plan
 from infra.local.provision import create_topics, upgrade_database
 from infra.local.services import tansu_binary
 from infra.local.stack import DEFAULT_STATE_DIR, SERVICES, read_owned_pid
@@ -175,8 +175,9 @@ def test_serve_when_a_program_is_killed_then_it_runs_again_and_stop_leaves_nothi
     paths = isolated.paths
     shared_before = _shared_stack_pids()
     # given every service served, with its own ports
-    programs = plan(detectors=1, port_offset=isolated.port_offset)
-    rows = serve.start(programs, paths, timeout_s=240)
+    options = ServeOptions(detectors=1, port_offset=isolated.port_offset)
+    programs = options.programs()
+    rows = serve.start(options, paths, timeout_s=240)
     expected = {p.name for p in programs}
     assert {r.name for r in rows} == expected
     assert {spec.name for spec in PROGRAMS} <= {p.kind for p in programs}
@@ -219,7 +220,7 @@ def test_serve_when_a_program_is_killed_then_it_runs_again_and_stop_leaves_nothi
         assert "RUNNING" in line and f"pid {row.pid}" in line and "restarts 1" in line
 
     # when serve is asked again with two detectors
-    again = serve.start(plan(2, isolated.port_offset), paths, timeout_s=240)
+    again = serve.start(replace(options, detectors=2), paths, timeout_s=240)
     # then the second replica runs with the next port, and nothing else was restarted
     by_name = {r.name: r for r in again}
     assert by_name["detector-2"].running
