@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from signal import SIGKILL
@@ -428,6 +428,16 @@ def resume(paths: ServePaths, names: Iterable[str]) -> None:
     if names and supervisord_pid(paths) is not None:
         _start_stopped(paths, names)
         logger.info("serve: resumed %s", ", ".join(names))
+
+
+@contextlib.contextmanager
+def paused(paths: ServePaths, keep: Iterable[str] = ()) -> Iterator[list[str]]:
+    """:func:`pause` for the duration of a ``with`` block, then :func:`resume`."""
+    names = pause(paths, keep)
+    try:
+        yield names
+    finally:
+        resume(paths, names)
 
 
 def _kind(name: str) -> str:

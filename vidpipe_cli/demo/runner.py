@@ -268,7 +268,10 @@ def run_pipeline(
 ) -> tuple[dict[str, Any], Observation]:
     """Run decoder -> detector -> renderer (+ metrics sink) on ``run``; returns the summary
     and the raw per-frame observation. ``detector_env`` adds to the detector's environment
-    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run."""
+    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run.
+
+    A product running under `vidpipe serve` (default state directory) would join the same
+    consumer groups and hold the same ports: its programs pause meanwhile."""
     prepare_camera(settings, run)
     since_ns = time.time_ns()
     # One clip spans the whole run.
@@ -277,7 +280,10 @@ def run_pipeline(
         "renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames},
         "detector": {**DETECTOR_CPU_ENV, **(detector_env or {})},
     }
-    with running_services(log_dir, env) as services:
+    with (
+        serve.paused(serve.ServePaths(stack.DEFAULT_STATE_DIR)),
+        running_services(log_dir, env) as services,
+    ):
         decoder_env = {
             "VIDPIPE_CAMERA_ID": run.camera_id,
             "VIDPIPE_RECONNECT": "false",
@@ -316,28 +322,18 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
         expected_frames=VTEST_FRAMES,
     )
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-    paths = serve.ServePaths(state_dir)
-    # A running `vidpipe serve` would share the demo's consumer groups and ports: its
-    # programs pause while the demo's own services run (and resume if the demo fails).
-    paused = serve.pause(paths)
     try:
-        try:
-            console.print(
-                f"streaming {run.url} (real time, ~{run.expected_frames / run.fps:.0f} s)"
-            )
-            summary, _ = run_pipeline(settings, run, log_dir, console=console)
-            disable_camera(settings, run)
-        finally:
-            stop_rtsp_server(rtsp)
-        summary.update(evaluate_run(console, started))
-    except BaseException:
-        serve.resume(paths, paused)
-        raise
+        console.print(f"streaming {run.url} (real time, ~{run.expected_frames / run.fps:.0f} s)")
+        summary, _ = run_pipeline(settings, run, log_dir, console=console)
+        disable_camera(settings, run)
+    finally:
+        stop_rtsp_server(rtsp)
+    summary.update(evaluate_run(console, started))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "demo-summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(console, summary, path)
-    serve_product(console, paths, run)
+    serve_product(console, serve.ServePaths(state_dir), run)
     return summary
 
 
