@@ -271,7 +271,7 @@ def run_pipeline(
     (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run.
 
     A product running under `vidpipe serve` (default state directory) would join the same
-    consumer groups and hold the same ports: its programs pause meanwhile."""
+    consumer groups and hold the same ports: its programs (but the dashboard) pause meanwhile."""
     prepare_camera(settings, run)
     since_ns = time.time_ns()
     # One clip spans the whole run.
@@ -281,7 +281,7 @@ def run_pipeline(
         "detector": {**DETECTOR_CPU_ENV, **(detector_env or {})},
     }
     with (
-        serve.paused(serve.ServePaths(stack.DEFAULT_STATE_DIR)),
+        serve.paused(serve.ServePaths(stack.DEFAULT_STATE_DIR), keep=("dashboard",)),
         running_services(log_dir, env) as services,
     ):
         decoder_env = {

@@ -9,6 +9,7 @@ the shared ones (the detector reads the registered model; nothing is written to 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -46,6 +47,7 @@ from vidpipe.settings import KafkaSettings, ServiceSettings
 from vidpipe_cli.main import app
 
 pytestmark = pytest.mark.integration
+log = logging.getLogger(__name__)
 
 REDIS_INDEX = 4
 RESTART_WITHIN_S = 10.0
@@ -204,6 +206,7 @@ def test_serve_when_a_program_is_killed_then_it_runs_again_and_stop_leaves_nothi
             elapsed = time.monotonic() - killed_at
             assert elapsed < RESTART_WITHIN_S, f"{name} not running {elapsed:.1f} s after kill"
             time.sleep(0.2)
+        log.info("%s RUNNING again %.1f s after SIGKILL", name, time.monotonic() - killed_at)
         assert after.pid is not None and pid_alive(after.pid, "python")
         deadline = time.monotonic() + 5
         while _rows(paths)[name].restarts != before.restarts + 1:
@@ -218,6 +221,19 @@ def test_serve_when_a_program_is_killed_then_it_runs_again_and_stop_leaves_nothi
     for row in _rows(paths).values():
         line = next(x for x in result.output.splitlines() if f" {row.name} " in x)
         assert "RUNNING" in line and f"pid {row.pid}" in line and "restarts 1" in line
+
+    # when the programs are paused (as a demo or a test session does), then resumed
+    running = _rows(paths)
+    paused = serve.pause(paths, keep=("dashboard",))
+    # then all but the kept one stop, a pause is not counted as a restart, and all come back
+    assert set(paused) == expected - {"dashboard"}
+    assert {n: r.state for n, r in _rows(paths).items() if n != "dashboard"} == dict.fromkeys(
+        paused, "STOPPED"
+    )
+    assert _rows(paths)["dashboard"].pid == running["dashboard"].pid
+    serve.resume(paths, paused)
+    resumed = serve.wait_running(paths, timeout_s=60)
+    assert all(r.restarts == 1 for r in resumed)
 
     # when serve is asked again with two detectors
     again = serve.start(replace(options, detectors=2), paths, timeout_s=240)
