@@ -265,19 +265,21 @@ def run_pipeline(
     console: Console | None = None,
     detector_env: Mapping[str, str] | None = None,
     started: Callable[[list[ServiceProcess]], None] | None = None,
+    clip_frames: int | None = None,
 ) -> tuple[dict[str, Any], Observation]:
     """Run decoder -> detector -> renderer (+ metrics sink) on ``run``; returns the summary
     and the raw per-frame observation. ``detector_env`` adds to the detector's environment
-    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run.
+    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run;
+    ``clip_frames``: frames per clip segment (None: one clip spans the whole run, which the
+    renderer then holds in memory to the end).
 
     A product running under `vidpipe serve` (default state directory) would join the same
     consumer groups and hold the same ports: its programs (but the dashboard) pause meanwhile."""
     prepare_camera(settings, run)
     since_ns = time.time_ns()
-    # One clip spans the whole run.
-    clip_frames = str(max(2, run.expected_frames + 100))
+    clip_frames = clip_frames or max(2, run.expected_frames + 100)
     env = {
-        "renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames},
+        "renderer": {"VIDPIPE_CLIP_FRAMES": str(clip_frames)},
         "detector": {**DETECTOR_CPU_ENV, **(detector_env or {})},
     }
     with (
@@ -286,6 +288,7 @@ def run_pipeline(
     ):
         decoder_env = {
             "VIDPIPE_CAMERA_ID": run.camera_id,
+            "VIDPIPE_CLIENT_ID": run.client_id,
             "VIDPIPE_RECONNECT": "false",
             **source_access(run.url),
         }
