@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import typer
 
-from vidpipe_cli import cameras, clients, datasets, demo, evaluate, models, run, stack, train, users
+from vidpipe_cli import (
+    cameras,
+    clients,
+    datasets,
+    demo,
+    evaluate,
+    models,
+    run,
+    serve,
+    stack,
+    train,
+    users,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack.register(app)
 run.register(app)
 demo.register(app)
+serve.register(app)
 app.add_typer(models.app, name="models")
 app.add_typer(clients.app, name="clients")
 app.add_typer(cameras.app, name="cameras")

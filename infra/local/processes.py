@@ -110,7 +110,8 @@ def _is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """The command line of ``pid``, arguments joined by spaces (empty if it is gone)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
@@ -133,7 +134,7 @@ def pid_alive(pid: int, marker: str) -> bool:
         return False
     except PermissionError:
         pass  # alive, owned by another user (postgres)
-    return not _is_zombie(pid) and marker in _cmdline(pid)
+    return not _is_zombie(pid) and marker in cmdline(pid)
 
 
 def read_owned_pid(

@@ -3,6 +3,10 @@
 ``stack`` runs :func:`infra.local.stack.up` (idempotent: reuses whatever already answers)
 and deliberately leaves everything running afterwards, because later test sessions and
 `make demo` reuse it. Stop it explicitly with `vidpipe down`.
+
+A product left running by `vidpipe serve` (or `make demo`) on the same state directory
+would join the tests' consumer groups (``detector``, ``renderer``, ...), take their jobs
+and hold their ports; its programs are paused for the session and started again after.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from infra.local.health import maintenance_conninfo
+from infra.local.serve import ServePaths, pause, resume
 from infra.local.stack import DEFAULT_STATE_DIR, up
 from vidpipe.settings import ServiceSettings
 from vidpipe_cli.models import ensure_detector
@@ -27,9 +32,16 @@ def stack_settings() -> ServiceSettings:
 
 
 @pytest.fixture(scope="session")
-def stack(stack_settings: ServiceSettings) -> None:
-    """Every shared service up and provisioned (buckets, topics, schema)."""
+def stack(stack_settings: ServiceSettings) -> Iterator[None]:
+    """Every shared service up and provisioned (buckets, topics, schema); a running
+    `vidpipe serve` paused meanwhile."""
     up(stack_settings, DEFAULT_STATE_DIR)
+    served = ServePaths(DEFAULT_STATE_DIR)
+    paused = pause(served)
+    try:
+        yield
+    finally:
+        resume(served, paused)
 
 
 @pytest.fixture(scope="session", autouse=True)

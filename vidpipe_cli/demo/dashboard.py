@@ -1,7 +1,8 @@
-"""The demo's dashboard: a demo user and a dashboard process that outlives ``vidpipe demo``.
+"""The demo's dashboard account, and the clean-up of a dashboard left by an older demo.
 
-The dashboard keeps running after the demo so a newcomer can open it; its PID goes to
-``<state_dir>/run/dashboard.pid`` and ``vidpipe down`` stops it.
+The dashboard itself runs under `vidpipe serve` after the demo (see
+:func:`vidpipe_cli.demo.runner.serve_product`). Older demos started it alone and kept its
+PID in ``<state_dir>/run/dashboard.pid``; :func:`stop_dashboard` stops such a one.
 """
 
 from __future__ import annotations
@@ -9,13 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
-import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local.processes import start_service
 from vidpipe.db import create_engine
 from vidpipe.settings import ServiceSettings
 
@@ -24,13 +20,6 @@ log = logging.getLogger(__name__)
 DEMO_EMAIL = "demo@vidpipe.example"
 #: A loopback-only demo account; change it (or create real users) before exposing the port.
 DEMO_PASSWORD = "vidpipe-demo-password"
-
-
-@dataclass(frozen=True)
-class DashboardAccess:
-    url: str
-    email: str
-    password: str
 
 
 def ensure_demo_user(client_id: str) -> None:
@@ -51,44 +40,8 @@ def ensure_demo_user(client_id: str) -> None:
         engine.dispose()
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def ensure_dashboard(
-    client_id: str,
-    state_dir: Path,
-    camera_access: Mapping[str, str] | None = None,
-    port: int = 8000,
-) -> DashboardAccess:
-    """Start the dashboard on 127.0.0.1:``port`` unless one already answers there.
-    ``camera_access``: URL-policy environment (the demo's RTSP server on the allow-list,
-    so its camera stays editable; file URLs stay off).
-
-    Raises:
-        RuntimeError: it did not answer ``/health`` within 60 s; names its log file.
-    """
-    ensure_demo_user(client_id)
-    url = f"http://127.0.0.1:{port}"
-    if not _healthy(url):
-        env = {"VIDPIPE_PORT": str(port), **(camera_access or {})}
-        proc = start_service("dashboard", state_dir / "log", env)
-        (state_dir / "run").mkdir(parents=True, exist_ok=True)
-        (state_dir / "run" / "dashboard.pid").write_text(f"{proc.popen.pid}\n")
-        deadline = time.monotonic() + 60
-        while not _healthy(url):
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start; see {proc.log_path}")
-            time.sleep(0.5)
-    return DashboardAccess(url=url, email=DEMO_EMAIL, password=DEMO_PASSWORD)
-
-
 def stop_dashboard(state_dir: Path) -> bool:
-    """SIGTERM the dashboard the demo started, if any. Returns whether one was stopped."""
+    """SIGTERM a dashboard an older demo started, if any. Returns whether one was stopped."""
     pid_file = state_dir / "run" / "dashboard.pid"
     if not pid_file.exists():
         return False

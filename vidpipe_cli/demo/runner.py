@@ -31,9 +31,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from infra.local import stack
+from infra.local import serve, stack
 from infra.local.media import VTEST_FRAMES, prepare_vtest, start_rtsp_server, stop_rtsp_server
 from infra.local.processes import ServiceProcess, start_service
+from infra.local.programs import DETECTOR_CPU_ENV, ServeOptions
 from vidpipe import cameras, keys
 from vidpipe.cameras import CameraFields, CameraNotFound, UrlRules
 from vidpipe.configstore import ClientConfig, ConfigStore
@@ -41,7 +42,7 @@ from vidpipe.metricsstore import MetricsStore
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
-from vidpipe_cli.demo.dashboard import ensure_dashboard
+from vidpipe_cli.demo.dashboard import DEMO_EMAIL, DEMO_PASSWORD, ensure_demo_user, stop_dashboard
 from vidpipe_cli.demo.watch import Observation, PipelineWatch
 from vidpipe_cli.models import ensure_detector
 
@@ -50,9 +51,6 @@ log = logging.getLogger(__name__)
 DEMO_CLIENT = "demo"
 DEMO_CAMERA = "vtest-cam"
 RTSP_PORT = 8554
-#: glibc keeps freed memory instead of returning it to the OS on every tensor op; measured
-#: ~2x model throughput at batch 8 on CPU (see benchmarks/README.md).
-DETECTOR_CPU_ENV = {"MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_TOP_PAD_": "1000000000"}
 
 
 @dataclass(frozen=True)
@@ -88,20 +86,34 @@ def _runner_rules(settings: ServiceSettings, url: str) -> UrlRules:
     return UrlRules.of(policy, platform_admin=True)
 
 
-def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
-    """Client, camera and model config in Postgres; the camera's old objects removed. The
-    runner acts as a platform administrator whose allow-list holds its own source."""
+def _put_camera(settings: ServiceSettings, run: PipelineRun, enabled: bool) -> None:
     store = ConfigStore(settings.postgres, settings.redis)
     rules = _runner_rules(settings, run.url)
+    fields = CameraFields(name=run.camera_id, url=run.url, fps=run.fps, enabled=enabled)
     try:
-        store.put_client(run.client_id, run.client_id)
-        fields = CameraFields(name=run.camera_id, url=run.url, fps=run.fps)
         with store.engine.begin() as conn:
             try:
                 cameras.get_camera(conn, run.camera_id, run.client_id)
                 cameras.update_camera(conn, run.client_id, run.camera_id, fields, rules)
             except CameraNotFound:
                 cameras.create_camera(conn, run.client_id, run.camera_id, fields, rules)
+    finally:
+        store.close()
+
+
+def disable_camera(settings: ServiceSettings, run: PipelineRun) -> None:
+    """Mark the run's camera disabled: its clip has been through every stage, and whatever
+    runs cameras afterwards (agents under `vidpipe serve`) must not stream it again."""
+    _put_camera(settings, run, enabled=False)
+
+
+def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
+    """Client, camera and model config in Postgres; the camera's old objects removed. The
+    runner acts as a platform administrator whose allow-list holds its own source."""
+    store = ConfigStore(settings.postgres, settings.redis)
+    try:
+        store.put_client(run.client_id, run.client_id)
+        _put_camera(settings, run, enabled=True)
         store.put_client_config(
             ClientConfig(
                 client_id=run.client_id,
@@ -262,7 +274,10 @@ def run_pipeline(
     and the raw per-frame observation. ``detector_env`` adds to the detector's environment
     (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run;
     ``clip_frames``: frames per clip segment (None: one clip spans the whole run, which the
-    renderer then holds in memory to the end)."""
+    renderer then holds in memory to the end).
+
+    A product running under `vidpipe serve` (default state directory) would join the same
+    consumer groups and hold the same ports: its programs (but the dashboard) pause meanwhile."""
     prepare_camera(settings, run)
     since_ns = time.time_ns()
     clip_frames = clip_frames or max(2, run.expected_frames + 100)
@@ -270,7 +285,10 @@ def run_pipeline(
         "renderer": {"VIDPIPE_CLIP_FRAMES": str(clip_frames)},
         "detector": {**DETECTOR_CPU_ENV, **(detector_env or {})},
     }
-    with running_services(log_dir, env) as services:
+    with (
+        serve.paused(serve.ServePaths(stack.DEFAULT_STATE_DIR), keep=("dashboard",)),
+        running_services(log_dir, env) as services,
+    ):
         decoder_env = {
             "VIDPIPE_CAMERA_ID": run.camera_id,
             "VIDPIPE_CLIENT_ID": run.client_id,
@@ -313,6 +331,7 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     try:
         console.print(f"streaming {run.url} (real time, ~{run.expected_frames / run.fps:.0f} s)")
         summary, _ = run_pipeline(settings, run, log_dir, console=console)
+        disable_camera(settings, run)
     finally:
         stop_rtsp_server(rtsp)
     summary.update(evaluate_run(console, started))
@@ -320,12 +339,34 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     path = out_dir / "demo-summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(console, summary, path)
-    access = ensure_dashboard(DEMO_CLIENT, state_dir, source_access(run.url))
-    console.print(
-        f"dashboard: {access.url}  (sign in as {access.email} / {access.password}; "
-        "it keeps running until `vidpipe down`)"
-    )
+    serve_product(console, serve.ServePaths(state_dir), run)
     return summary
+
+
+def serve_product(console: Console, paths: serve.ServePaths, run: PipelineRun) -> None:
+    """Leave the product running under `vidpipe serve` (the instance's own replicas and
+    ports if one runs), the demo camera editable in the dashboard, and say how to use it.
+
+    Raises:
+        StackError: a port is taken by another process, or a program keeps failing.
+    """
+    ensure_demo_user(DEMO_CLIENT)
+    stop_dashboard(paths.state_dir)  # one left by an older demo would hold the port
+    saved = serve.saved_options(paths) if serve.supervisord_pid(paths) else None
+    base = saved or ServeOptions()
+    extra_env = {**base.extra_env, "dashboard": source_access(run.url)}
+    console.print("starting the product under `vidpipe serve` ...")
+    rows = serve.start(ServeOptions(base.detectors, base.port_offset, extra_env), paths)
+    dashboard = next(r for r in rows if r.name == "dashboard")
+    console.print(
+        f"vidpipe keeps running: {len(rows)} programs under supervisord "
+        f"(`vidpipe status`; logs in {paths.log_dir})"
+    )
+    console.print(
+        f"dashboard: http://127.0.0.1:{dashboard.http_port}  "
+        f"(sign in as {DEMO_EMAIL} / {DEMO_PASSWORD})"
+    )
+    console.print("stop it: `vidpipe serve stop` (services) or `vidpipe down` (everything)")
 
 
 def evaluate_run(console: Console, started: datetime) -> dict[str, Any]:
