@@ -18,7 +18,7 @@ import torch
 from kserve import ModelServer
 from kserve import model_server as kserve_server
 
-from services.model_server.service import RegistryModel, RegistryModels
+from services.model_server.service import RegistryModel, RegistryModels, SharedModels
 from services.model_server.settings import ModelServerSettings
 from vidpipe.logs import configure_logging
 from vidpipe.modelref import parse_model_ref
@@ -86,9 +86,10 @@ def main(settings: ModelServerSettings | None = None) -> None:
         backend=settings.backend,
         precision=settings.precision,
     )
-    repository = RegistryModels(models, settings.mlflow.tracking_uri, settings.default_alias)
+    shared = SharedModels(models)
+    repository = RegistryModels(shared, settings.mlflow.tracking_uri, settings.default_alias)
     preloaded = [
-        RegistryModel(name, models, settings.default_alias)
+        RegistryModel(name, shared, settings.default_alias)
         for name in dict.fromkeys(preload(models, settings.preload_models))
     ]
     serve_metrics(settings.metrics_port, settings.metrics_host)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
+from typing import Protocol
 
 import torch
 from kserve import InferRequest, InferResponse, Model
@@ -34,9 +36,32 @@ from pydantic import ValidationError
 from vidpipe.events import ModelRef
 from vidpipe.modelref import VERSION_PATTERN, ModelSelector
 from vidpipe_ml.cache import ModelCache, ModelUnavailable
+from vidpipe_ml.inference import LoadedModel
 from vidpipe_ml.oip import BadTensors, decode_request, encode_response
 
 log = logging.getLogger(__name__)
+
+
+class Models(Protocol):
+    def resolve(self, selector: ModelSelector) -> ModelRef: ...
+    def get(self, ref: ModelRef) -> LoadedModel: ...
+
+
+class SharedModels:
+    """A :class:`~vidpipe_ml.cache.ModelCache` shared by concurrent requests: resolving and
+    loading take turns (the cache is not thread-safe); running the loaded cores does not."""
+
+    def __init__(self, cache: ModelCache) -> None:
+        self._cache = cache
+        self._lock = threading.Lock()
+
+    def resolve(self, selector: ModelSelector) -> ModelRef:
+        with self._lock:
+            return self._cache.resolve(selector)
+
+    def get(self, ref: ModelRef) -> LoadedModel:
+        with self._lock:
+            return self._cache.get(ref)
 
 
 def selector_of(name: str, version: str, default_alias: str) -> ModelSelector:
@@ -51,7 +76,7 @@ def selector_of(name: str, version: str, default_alias: str) -> ModelSelector:
 class RegistryModel(Model):
     """One registered model name; any of its versions, through the shared cache."""
 
-    def __init__(self, name: str, models: ModelCache, default_alias: str) -> None:
+    def __init__(self, name: str, models: Models, default_alias: str) -> None:
         super().__init__(name)
         self._models = models
         self._default_alias = default_alias
@@ -94,7 +119,7 @@ class RegistryModels(ModelRepository):
     """KServe's model repository over the MLflow registry: a name is servable when the
     registry has it (checked once per name; misses are checked again on the next request)."""
 
-    def __init__(self, models: ModelCache, tracking_uri: str, default_alias: str) -> None:
+    def __init__(self, models: Models, tracking_uri: str, default_alias: str) -> None:
         super().__init__()
         self._cache = models
         self._default_alias = default_alias

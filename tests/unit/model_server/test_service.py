@@ -65,7 +65,7 @@ class FakeCache:
 
 def model(module: torch.nn.Module | None = None) -> tuple[RegistryModel, FakeCache]:
     cache = FakeCache(module or Doubling())
-    return RegistryModel("det", cache, "production"), cache  # type: ignore[arg-type]
+    return RegistryModel("det", cache, "production"), cache
 
 
 @pytest.mark.parametrize(
