@@ -4,20 +4,27 @@ what the detector finds with the network in its own process."""
 
 from __future__ import annotations
 
+import asyncio
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import grpc
 import numpy as np
 import pytest
+import torch
+from kserve import InferenceGRPCClient, InferResponse
 
-from infra.local.processes import ServiceProcess, start_model_server
+from infra.local.processes import ServiceProcess, free_port, start_model_server
 from tests.integration.pipeline.conftest import LOGS, detections_for
 from vidpipe.configstore import ConfigStore
 from vidpipe.events import Detection
 from vidpipe.settings import ServiceSettings
 from vidpipe_cli.demo.runner import PipelineRun, run_pipeline
+from vidpipe_ml.oip import decode_response, encode_request, served_by
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +35,57 @@ BACKEND = "torch"
 PATIENT = {"VIDPIPE_MAX_FRAME_AGE_MS": "600000"}  # correctness, not liveness, is checked
 
 
+@dataclass(frozen=True)
+class ModelServer:
+    proc: ServiceProcess
+    url: str  # gRPC host:port
+    http: str  # KServe's REST base URL
+    metrics: str  # vidpipe's metrics and probes base URL
+
+
 @pytest.fixture(scope="module")
-def model_server(stack: None) -> Iterator[tuple[ServiceProcess, str]]:
-    proc, url = start_model_server(LOGS, {"VIDPIPE_BACKEND": BACKEND})
-    yield proc, url
+def model_server(stack: None) -> Iterator[ModelServer]:
+    http, metrics = free_port(), free_port()
+    env = {
+        "VIDPIPE_BACKEND": BACKEND,
+        "VIDPIPE_HTTP_PORT": str(http),
+        "VIDPIPE_METRICS_PORT": str(metrics),
+    }
+    proc, url = start_model_server(LOGS, env)
+    yield ModelServer(proc, url, f"http://127.0.0.1:{http}", f"http://127.0.0.1:{metrics}")
     assert proc.stop() == 0, f"model server did not stop cleanly; see {proc.log_path}"
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.status, answer.read().decode()
+
+
+async def _infer(url: str, model: str, version: str, batch: torch.Tensor) -> InferResponse:
+    async with InferenceGRPCClient(url, timeout=60, retries=0) as client:
+        return await client.infer(encode_request(model, version, batch))
+
+
+def test_model_server_when_asked_by_alias_then_resolves_it_and_reports_health_and_metrics(
+    model_server: ModelServer, model_version: str
+) -> None:
+    # given a running model server
+    assert _get(f"{model_server.metrics}/readyz")[0] == 200
+    assert _get(f"{model_server.http}/v2/health/ready")[0] == 200
+    # when a batch asks for the alias, not a version
+    batch = torch.rand(1, 3, 512, 512) * 255
+    response = asyncio.run(_infer(model_server.url, "coco-centernet", "production", batch))
+    # then the server resolved it: the answer names the version that ran, on its backend
+    assert response.model_version == model_version
+    assert served_by(response) == f"{BACKEND}-f32"
+    peaks, wh = decode_response(response)
+    assert peaks.shape[0] == wh.shape[0] == 1
+    # and the request shows in the metrics (KServe's histograms, on vidpipe's port too)
+    assert "request_predict_seconds_count" in _get(f"{model_server.metrics}/metrics")[1]
+    # a name the registry does not know is NOT_FOUND, not a retryable outage
+    with pytest.raises(grpc.RpcError) as refused:
+        asyncio.run(_infer(model_server.url, "no-such-model", "", batch))
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture
@@ -83,14 +136,14 @@ def unmatched(expected: list[Detection], found: list[Detection], min_iou: float)
 def test_pipeline_when_backend_remote_then_same_detections_as_local(
     client: str,
     clip: Path,
-    model_server: tuple[ServiceProcess, str],
+    model_server: ModelServer,
     settings: ServiceSettings,
 ) -> None:
     # given the same 30 real frames for two cameras of one client
     url = f"file://{clip}"
     local = PipelineRun(client, f"{client}-local", url, fps=120, expected_frames=FRAMES)
     remote = PipelineRun(client, f"{client}-remote", url, fps=120, expected_frames=FRAMES)
-    server, inference_url = model_server
+    server, inference_url = model_server.proc, model_server.url
     # when one runs through the pipeline with the network in the detector, the other with
     # the network on the model server
     local_summary, _ = run_pipeline(
