@@ -1,8 +1,9 @@
 """Cameras: what a camera row may hold, and the one implementation of creating, editing
 and deleting them (the CLI, the API and the dashboard pages all call these functions).
 
-Rules: camera ids are global (they key frames in Kafka and S3), so creating an id that
-exists, in any client, is refused with :class:`CameraExists`; a camera never moves between
+Rules: camera ids are unique per client (every object key and pointer carries the client),
+so creating an id the same client already has is refused with :class:`CameraExists`, and
+another client's ids are invisible (no cross-tenant oracle); a camera never moves between
 clients (an edit names the client it belongs to, and another client's camera is
 :class:`CameraNotFound`, as if it did not exist). A URL must pass the platform's URL policy
 (:mod:`vidpipe.urlpolicy`) when it is saved.
@@ -200,11 +201,15 @@ class UrlRules:
 
 
 class CameraExists(ValueError):
-    """The camera id is taken (by this or another client)."""
+    """The client already has a camera with this id."""
 
 
 class CameraNotFound(LookupError):
     """No such camera (or it belongs to another client)."""
+
+
+class AmbiguousCamera(ValueError):
+    """A camera id asked for without a client is held by several clients."""
 
 
 def _camera(row: sa.Row[tuple[object, ...]]) -> Camera:
@@ -212,18 +217,22 @@ def _camera(row: sa.Row[tuple[object, ...]]) -> Camera:
 
 
 def get_camera(conn: sa.Connection, camera_id: str, client_id: str | None = None) -> Camera:
-    """The camera, optionally only if it belongs to ``client_id``.
+    """``client_id``'s camera; without a client (platform tools, superadmins), the one camera
+    of that id in any client.
 
     Raises:
         CameraNotFound: no such camera (for that client).
+        AmbiguousCamera: no client given and several clients have a camera of that id.
     """
     query = sa.select(cameras).where(cameras.c.camera_id == camera_id)
     if client_id is not None:
         query = query.where(cameras.c.client_id == client_id)
-    row = conn.execute(query).one_or_none()
-    if row is None:
+    rows = conn.execute(query.limit(2)).all()
+    if not rows:
         raise CameraNotFound(f"camera {camera_id!r} not found")
-    return _camera(row)
+    if len(rows) > 1:
+        raise AmbiguousCamera(f"camera id {camera_id!r} exists in several clients: name the client")
+    return _camera(rows[0])
 
 
 def list_cameras(conn: sa.Connection, client_id: str | None = None) -> list[Camera]:
@@ -234,7 +243,7 @@ def list_cameras(conn: sa.Connection, client_id: str | None = None) -> list[Came
     return [_camera(r) for r in conn.execute(query)]
 
 
-def stream_url(conn: sa.Connection, camera_id: str, cipher: UrlCipher) -> str:
+def stream_url(conn: sa.Connection, client_id: str, camera_id: str, cipher: UrlCipher) -> str:
     """The camera's full URL, secrets included: for the decoder only, never for answers.
 
     Raises:
@@ -242,7 +251,9 @@ def stream_url(conn: sa.Connection, camera_id: str, cipher: UrlCipher) -> str:
         CameraSecretUnreadable: its secrets were sealed with a key not configured.
     """
     row = conn.execute(
-        sa.select(cameras.c.url, cameras.c.url_secret).where(cameras.c.camera_id == camera_id)
+        sa.select(cameras.c.url, cameras.c.url_secret).where(
+            cameras.c.client_id == client_id, cameras.c.camera_id == camera_id
+        )
     ).one_or_none()
     if row is None:
         raise CameraNotFound(f"camera {camera_id!r} not found")
@@ -257,7 +268,9 @@ def reseal_urls(conn: sa.Connection, cipher: UrlCipher) -> int:
         CameraSecretUnreadable: a row was sealed with a key the cipher lacks.
     """
     rows = conn.execute(
-        sa.select(cameras.c.camera_id, cameras.c.url, cameras.c.url_secret).with_for_update()
+        sa.select(
+            cameras.c.client_id, cameras.c.camera_id, cameras.c.url, cameras.c.url_secret
+        ).with_for_update()
     ).all()
     changed = 0
     for row in rows:
@@ -265,7 +278,7 @@ def reseal_urls(conn: sa.Connection, cipher: UrlCipher) -> int:
         if (masked, token) != (row.url, row.url_secret):
             conn.execute(
                 sa.update(cameras)
-                .where(cameras.c.camera_id == row.camera_id)
+                .where(cameras.c.client_id == row.client_id, cameras.c.camera_id == row.camera_id)
                 .values(url=masked, url_secret=token)
             )
             changed += 1
@@ -278,7 +291,7 @@ def create_camera(
     """Insert a camera for ``client_id``, its URL checked by ``rules`` and its secrets sealed.
 
     Raises:
-        CameraExists: ``camera_id`` is taken.
+        CameraExists: ``client_id`` already has a camera ``camera_id``.
         vidpipe.urlpolicy.UrlRefused: the URL policy refuses the URL.
         ValueError: ``camera_id`` breaks :data:`vidpipe.ids.ID_RULE`, or the URL asks for a
             stored secret (``***``) a new camera does not have.
@@ -296,11 +309,11 @@ def create_camera(
             url=masked,
             url_secret=token,
         )
-        .on_conflict_do_nothing(index_elements=["camera_id"])
+        .on_conflict_do_nothing(index_elements=["client_id", "camera_id"])
         .returning(cameras)
     ).one_or_none()
     if row is None:
-        raise CameraExists(f"camera id {camera_id!r} is taken; pick another")
+        raise CameraExists(f"you already have a camera {camera_id!r}; pick another id")
     return _camera(row)
 
 

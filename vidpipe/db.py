@@ -57,8 +57,9 @@ clients = sa.Table(
 cameras = sa.Table(
     "cameras",
     metadata,
+    # camera ids are unique per client (object keys and pointers carry the client)
+    _client_fk("cameras", primary_key=True),
     sa.Column("camera_id", sa.Text(), primary_key=True),
-    _client_fk("cameras"),
     sa.Column("name", sa.Text(), nullable=True),
     # the URL with its secrets masked; the full URL, when it has secrets, sealed (Fernet)
     sa.Column("url", sa.Text(), nullable=False),
@@ -68,7 +69,6 @@ cameras = sa.Table(
     _created(),
     _created("updated_at"),
     sa.CheckConstraint("fps > 0", name="ck_cameras_fps_positive"),
-    sa.Index("ix_cameras_client_id", "client_id"),
 )
 
 client_configs = sa.Table(

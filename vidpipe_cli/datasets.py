@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from infra.local.media import fetch_vtest
-from vidpipe.cameras import CameraNotFound, get_camera
+from vidpipe.cameras import AmbiguousCamera, CameraNotFound, get_camera
 from vidpipe.dataset_builder import BuildSummary, build_from_camera, import_folder
 from vidpipe.datasets import (
     VTEST_PERSONS,
@@ -42,6 +42,8 @@ def _client_of(camera_id: str) -> str:
             return get_camera(conn, camera_id).client_id
     except CameraNotFound:
         raise typer.BadParameter(f"camera {camera_id!r} is not configured; pass --client") from None
+    except AmbiguousCamera as exc:
+        raise typer.BadParameter(f"{exc}: pass --client") from None
     finally:
         engine.dispose()
 

@@ -24,6 +24,13 @@ def run(
     camera: Annotated[
         str | None, typer.Option(help="decoder: camera id (default: $VIDPIPE_CAMERA_ID)")
     ] = None,
+    client: Annotated[
+        str | None,
+        typer.Option(
+            help="decoder: the camera's client, when several clients use the camera id "
+            "(default: $VIDPIPE_CLIENT_ID)"
+        ),
+    ] = None,
     once: Annotated[bool, typer.Option(help="decoder: stop at end of stream")] = False,
 ) -> None:
     """Run one service process until SIGTERM."""
@@ -32,6 +39,8 @@ def run(
         if not camera:
             raise typer.BadParameter("the decoder needs --camera (or VIDPIPE_CAMERA_ID)")
         os.environ["VIDPIPE_CAMERA_ID"] = camera
+        if client:
+            os.environ["VIDPIPE_CLIENT_ID"] = client
         if once:
             os.environ["VIDPIPE_RECONNECT"] = "false"
     importlib.import_module(f"{SERVICES[str(service)]}.__main__").main()

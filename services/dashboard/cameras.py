@@ -33,16 +33,25 @@ def list_cameras(
     return cameras.list_cameras(conn, client_filter(principal, client_id))
 
 
-def get_camera(conn: sa.Connection, principal: Principal, camera_id: str) -> Camera:
-    """Raises :class:`vidpipe.cameras.CameraNotFound` (404) for another client's camera."""
-    scope = None if principal.is_superadmin else principal.client_id
-    return cameras.get_camera(conn, camera_id, scope)
+def get_camera(
+    conn: sa.Connection, principal: Principal, camera_id: str, client_id: str | None = None
+) -> Camera:
+    """The principal's camera; a superadmin's in ``client_id``, or in any client when the id
+    is held by one only.
+
+    Raises:
+        vidpipe.cameras.CameraNotFound: (404) none, or another client's camera.
+        vidpipe.cameras.AmbiguousCamera: (422) a superadmin named no client and several
+            clients hold the id.
+    """
+    return cameras.get_camera(conn, camera_id, client_filter(principal, client_id))
 
 
 def create_camera(
     conn: sa.Connection, rules: UrlRules, principal: Principal, body: CameraIn
 ) -> Camera:
-    """Raises Conflict (409) for a taken id, Invalid (422, ``url``) for a refused URL."""
+    """Raises Conflict (409) for an id the client already has, Invalid (422, ``url``) for a
+    refused URL. Ids of other clients are invisible: the same id may exist there."""
     client = acting_client(conn, principal, body.client_id)
     fields = CameraFields.model_validate(body.model_dump(exclude={"camera_id", "client_id"}))
     try:
@@ -58,10 +67,15 @@ def create_camera(
 
 
 def update_camera(
-    conn: sa.Connection, rules: UrlRules, principal: Principal, camera_id: str, body: CameraFields
+    conn: sa.Connection,
+    rules: UrlRules,
+    principal: Principal,
+    camera_id: str,
+    body: CameraFields,
+    client_id: str | None = None,
 ) -> Camera:
     """Raises CameraNotFound (404), Invalid (422, ``url``) for a refused URL."""
-    current = get_camera(conn, principal, camera_id)
+    current = get_camera(conn, principal, camera_id, client_id)
     try:
         camera = cameras.update_camera(
             conn, current.client_id, camera_id, body, rules.as_admin(principal.is_superadmin)
@@ -72,7 +86,9 @@ def update_camera(
     return camera
 
 
-def delete_camera(conn: sa.Connection, principal: Principal, camera_id: str) -> None:
-    current = get_camera(conn, principal, camera_id)
+def delete_camera(
+    conn: sa.Connection, principal: Principal, camera_id: str, client_id: str | None = None
+) -> None:
+    current = get_camera(conn, principal, camera_id, client_id)
     cameras.delete_camera(conn, current.client_id, camera_id)
     conn.commit()

@@ -21,7 +21,7 @@ from services.dashboard.errors import (
     Unavailable,
 )
 from services.dashboard.pages.render import error_page
-from vidpipe.cameras import CameraExists, CameraNotFound
+from vidpipe.cameras import AmbiguousCamera, CameraExists, CameraNotFound
 from vidpipe.jobs import JobFinished, JobNotFound, JobQuotaExceeded, JobRejected
 from vidpipe_ml.catalog import ModelNotFound, RegistryUnavailable
 
@@ -73,6 +73,8 @@ def _library_error(exc: Exception) -> DashboardError:
         return Conflict(message, field="camera_id")
     if isinstance(exc, CameraNotFound):
         return NotFound(message, field="camera_id")
+    if isinstance(exc, AmbiguousCamera):
+        return Invalid(message, field="camera_id")
     if isinstance(exc, JobNotFound):
         return NotFound(message, field="job_id")
     if isinstance(exc, JobFinished):
@@ -94,6 +96,7 @@ async def library_error(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DashboardError, dashboard_error)
     for library in (
+        AmbiguousCamera,
         CameraExists,
         CameraNotFound,
         JobNotFound,

@@ -1,7 +1,8 @@
 """Detection results of a camera as stored by the pipeline, with short-lived presigned URLs.
 
 - annotations (:func:`vidpipe.keys.annotation`): the detector's document per frame; the latest
-  result is the highest ``seq`` (keys are not zero-padded, so all keys are listed).
+  result is the frame the camera's latest-frame pointer names (:mod:`vidpipe.latest`, one Redis
+  read); only a camera without a pointer (older data, Redis down) lists its keys.
 - renders (:func:`vidpipe.keys.render`): the annotated frame (may lag the annotation).
 - clips (:func:`vidpipe.keys.clip`): browser-playable MP4 segments.
 The caller has already checked that the camera belongs to a client it may see. The dashboard
@@ -17,12 +18,14 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
 from services.dashboard.errors import Unavailable
 from services.dashboard.resources import Resources
 from vidpipe import keys
 from vidpipe.cameras import Camera
 from vidpipe.events import Detection, FrameRef, ModelRef, ObjectRef
+from vidpipe.latest import read_latest
 from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
 
@@ -76,7 +79,19 @@ def own_frame(camera: Camera, image: ObjectRef) -> ObjectRef:
 
 
 def latest_seq(resources: Resources, camera: Camera) -> int | None:
-    """Highest frame_seq with an annotation document, or None when there is none."""
+    """The newest frame_seq with an annotation document, or None when there is none: the
+    camera's latest-frame pointer, else (no pointer yet, or Redis unavailable) the highest
+    seq among its annotation keys."""
+    try:
+        seq = read_latest(resources.redis, camera.client_id, camera.camera_id)
+    except RedisError as exc:
+        log.warning("latest-frame pointer unreadable, listing instead: %s", exc)
+        seq = None
+    return seq if seq is not None else listed_latest_seq(resources, camera)
+
+
+def listed_latest_seq(resources: Resources, camera: Camera) -> int | None:
+    """Highest frame_seq among the camera's annotation keys (lists all of them)."""
     prefix = keys.camera_prefix(camera.client_id, camera.camera_id)
     try:
         found = [

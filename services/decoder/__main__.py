@@ -12,7 +12,7 @@ from services.decoder.settings import DecoderSettings
 from services.decoder.source import Backoff
 from services.decoder.stream import StreamDecoder, StreamOptions
 from vidpipe.bus import make_producer
-from vidpipe.cameras import CameraNotFound, UrlCipher, get_camera, stream_url
+from vidpipe.cameras import AmbiguousCamera, CameraNotFound, UrlCipher, get_camera, stream_url
 from vidpipe.db import create_engine
 from vidpipe.logs import configure_logging
 from vidpipe.objectstore import ObjectStore
@@ -31,12 +31,16 @@ async def run(settings: DecoderSettings) -> int:
     engine = create_engine(settings.postgres, pool_size=1)
     try:
         with engine.connect() as conn:
-            camera = get_camera(conn, settings.camera_id)
-            url = settings.url or stream_url(conn, camera.camera_id, UrlCipher.of(settings.cameras))
+            camera = get_camera(conn, settings.camera_id, settings.client_id)
+            url = settings.url or stream_url(
+                conn, camera.client_id, camera.camera_id, UrlCipher.of(settings.cameras)
+            )
     except CameraNotFound:
         raise SystemExit(
             f"unknown camera {settings.camera_id!r}: add it with `vidpipe cameras add`"
         ) from None
+    except AmbiguousCamera as exc:
+        raise SystemExit(f"{exc} (--client or VIDPIPE_CLIENT_ID)") from None
     finally:
         engine.dispose()
     producer = make_producer(settings.kafka)

@@ -9,6 +9,10 @@ from vidpipe.settings import ServiceSettings
 
 class DecoderSettings(ServiceSettings):
     camera_id: str = Field(description="camera row in Postgres that names client, URL and fps")
+    client_id: str | None = Field(
+        default=None,
+        description="the camera's client; needed only when several clients use the camera id",
+    )
     url: str | None = Field(default=None, description="override the camera's stream URL")
     fps: float | None = Field(default=None, gt=0, le=120, description="override sampling fps")
     jpeg_quality: int = Field(default=90, ge=1, le=100)

@@ -10,6 +10,7 @@ import torch
 from services.detector.service import DetectorService
 from services.detector.settings import DetectorSettings
 from vidpipe.configstore import ConfigStore
+from vidpipe.latest import LatestFrames
 from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
@@ -52,6 +53,8 @@ def wiring(settings: DetectorSettings) -> Wiring:
         device = pick_device(settings.device)
         configs = ConfigStore(settings.postgres, settings.redis)
         context.exit_stack.callback(configs.close)
+        latest = LatestFrames(settings.redis)
+        context.exit_stack.push_async_callback(latest.aclose)
         models = ModelCache(
             settings.mlflow.tracking_uri,
             device,
@@ -73,6 +76,7 @@ def wiring(settings: DetectorSettings) -> Wiring:
             batch_size=settings.batch_size,
             fetch_concurrency=settings.fetch_concurrency,
             max_frame_age_ms=settings.max_frame_age_ms,
+            latest=latest,
         )
         log.info("detector on %s", device, extra={"device": str(device)})
         return Wired(service.handle_batch)

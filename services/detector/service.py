@@ -2,7 +2,8 @@
 
 For a batch: validate events, look up each client's config, drop frames over the age
 budget, fetch JPEGs from S3 concurrently, run each model once on its frames (in chunks of
-``batch_size``), filter per client, write annotation JSON, publish ``DetectionsProduced``
+``batch_size``), filter per client, write annotation JSON, advance each camera's
+latest-frame pointer (:mod:`vidpipe.latest`), publish ``DetectionsProduced``
 and ``FrameMetrics``, and dead-letter what could not be handled. It returns only when all
 of that is acknowledged, so the caller may commit the batch's offsets.
 """
@@ -14,7 +15,8 @@ import json
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,6 +56,8 @@ FRAMES = Counter("vidpipe_detector_frames_total", "Frames handled", ["outcome"])
 INFERENCE_SECONDS = Histogram(
     "vidpipe_detector_inference_seconds", "Model time per batch chunk", ["model"]
 )
+#: chunks of the model-time window the age budget predicts from
+PER_IMAGE_WINDOW = 8
 FRAME_AGE_SECONDS = Histogram(
     "vidpipe_detector_frame_age_seconds",
     "Capture to detections published",
@@ -73,6 +77,13 @@ class ConfigSource(Protocol):
 class Models(Protocol):
     def resolve(self, selector: ModelSelector) -> ModelRef: ...
     def get(self, ref: ModelRef) -> LoadedModel: ...
+
+
+class LatestPointer(Protocol):
+    """Where the newest frame with detections of each camera is recorded
+    (:class:`vidpipe.latest.LatestFrames`)."""
+
+    async def advance(self, frames: Iterable[FrameDecoded]) -> None: ...
 
 
 class Producer(Protocol):
@@ -100,6 +111,7 @@ class DetectorService:
         batch_size: int,
         fetch_concurrency: int = 16,
         max_frame_age_ms: int | None = None,
+        latest: LatestPointer | None = None,
     ) -> None:
         self._store = store
         self._configs = configs
@@ -110,6 +122,9 @@ class DetectorService:
         self._batch_size = batch_size
         self._fetch_slots = asyncio.Semaphore(fetch_concurrency)
         self._max_age_ms = max_frame_age_ms
+        #: seconds of model time per image of each model's last chunks (newest last)
+        self._per_image_s: dict[ModelRef, deque[float]] = {}
+        self._latest = latest
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
@@ -194,9 +209,48 @@ class DetectorService:
         return config.max_frame_age_ms or self._max_age_ms
 
     def _within_budget(self, work: list[_Work], pending: list[Awaitable[Any]]) -> list[_Work]:
-        """``work`` without the frames that aged past their budget meanwhile."""
+        """The newest frames of ``work`` that will still be within their budget when their
+        detections are published; the others are dropped (counted and recorded).
+
+        A chunk's detections are published together once the model has run on all of it, so
+        a chunk of ``n`` frames ends ``n`` x the model's seconds per image from now, taken as
+        the slowest of its last :data:`PER_IMAGE_WINDOW` chunks (on a shared CPU the time
+        per image jumps; an average would let every slow spell overrun the budget). The
+        largest ``n`` for which the ``n`` newest frames all end within budget is kept.
+        Running a frame whose result will be stale anyway only makes the next frames late;
+        with this check capture -> detections stays within the budget, also on a CPU slower
+        than the camera.
+        """
+        if not work:
+            return []
         now = time.time_ns()
-        return [w for w in work if not self._stale(w.frame, w.config, now, pending)]
+        per_image_ns = int(max(self._per_image_s.get(work[0].model.ref, [0.0])) * 1e9)
+        newest = sorted(work, key=lambda w: w.frame.capture_ts_ns, reverse=True)
+        n = len(newest)
+        while n and not all(
+            self._fits(w.frame, w.config, now + per_image_ns * n) for w in newest[:n]
+        ):
+            n -= 1
+        done_ns = now + per_image_ns * max(n, 1)
+        for w in newest[n:]:
+            self._drop_stale(w.frame, self._budget_ms(w.config) or 0, done_ns, pending)
+        kept = {id(w) for w in newest[:n]}
+        return [w for w in work if id(w) in kept]
+
+    def _fits(self, frame: FrameDecoded, config: ClientConfig, at_ns: int) -> bool:
+        """Whether ``frame`` is within its client's budget at ``at_ns`` (no budget: always)."""
+        budget = self._budget_ms(config)
+        return budget is None or (at_ns - frame.capture_ts_ns) / 1e6 <= budget
+
+    def _drop_stale(
+        self, frame: FrameDecoded, budget: int, at_ns: int, pending: list[Awaitable[Any]]
+    ) -> None:
+        """Count and record ``frame`` as dropped for its age at ``at_ns`` (its metrics send
+        joins ``pending``)."""
+        age_ms = (at_ns - frame.capture_ts_ns) / 1e6
+        FRAMES.labels("dropped_too_old").inc()
+        reason = f"frame age {age_ms:.0f} ms over the {budget} ms budget"
+        pending.append(self._send_metrics(_frame_metrics(frame, drop_reason=reason)))
 
     def _stale(
         self,
@@ -207,13 +261,9 @@ class DetectorService:
     ) -> bool:
         """Whether ``frame`` is older than its client's budget at ``now`` (ns); a stale frame
         is counted and recorded as ``dropped`` (its metrics send joins ``pending``)."""
-        budget = self._budget_ms(config)
-        age_ms = (now - frame.capture_ts_ns) / 1e6
-        if budget is None or age_ms <= budget:
+        if self._fits(frame, config, now):
             return False
-        FRAMES.labels("dropped_too_old").inc()
-        reason = f"frame age {age_ms:.0f} ms over the {budget} ms budget"
-        pending.append(self._send_metrics(_frame_metrics(frame, drop_reason=reason)))
+        self._drop_stale(frame, self._budget_ms(config) or 0, now, pending)
         return True
 
     async def _fetch(self, w: _Work, rejected: list[Rejected]) -> None:
@@ -240,6 +290,8 @@ class DetectorService:
             rejected += [Rejected(w.record, str(exc), "inference_failed") for w in items]
             return []
         inference_s = time.perf_counter() - started
+        per_image = inference_s / len(images)
+        self._per_image_s.setdefault(model.ref, deque(maxlen=PER_IMAGE_WINDOW)).append(per_image)
         INFERENCE_SECONDS.labels(f"{model.ref.name}/{model.ref.version}").observe(inference_s)
         detected = [apply_client_config(d, w.config) for d, w in zip(raw, items, strict=True)]
         annotations = [keys.annotation(w.frame) for w in items]
@@ -251,6 +303,8 @@ class DetectorService:
                 for w, ref, d in zip(items, annotations, detected, strict=True)
             )
         )
+        if self._latest is not None:
+            await self._latest.advance(w.frame for w in items)
         sends: list[Awaitable[Any]] = []
         for w, ref, dets in zip(items, annotations, detected, strict=True):
             published_ns = time.time_ns()

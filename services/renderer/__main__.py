@@ -9,6 +9,7 @@ from services.renderer.service import RendererService
 from services.renderer.settings import RendererSettings
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
+from vidpipe.runtime import limit_malloc_arenas
 from vidpipe.topics import DETECTIONS
 
 
@@ -45,6 +46,7 @@ def wiring(settings: RendererSettings) -> Wiring:
 
 
 def main(settings: RendererSettings | None = None) -> None:
+    limit_malloc_arenas()
     settings = settings or RendererSettings()
     spec = ConsumerSpec.of("renderer", (DETECTIONS,), settings)
     run_consumer(spec, settings, wiring(settings))

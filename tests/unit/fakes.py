@@ -8,7 +8,22 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
+from vidpipe.events import FrameDecoded, ObjectRef
 from vidpipe.objectstore import ObjectNotFound
+
+
+def decoded(client: str, camera: str, seq: int, capture_ts_ns: int) -> FrameDecoded:
+    """A 64x48 ``FrameDecoded`` whose JPEG lies at its key layout's place."""
+    return FrameDecoded(
+        client_id=client,
+        camera_id=camera,
+        frame_seq=seq,
+        capture_ts_ns=capture_ts_ns,
+        decoded_ts_ns=capture_ts_ns,
+        width=64,
+        height=48,
+        image=ObjectRef(bucket="frames", key=f"{client}/{camera}/{seq}.jpg"),
+    )
 
 
 def record(topic: str, value: bytes, offset: int = 0, key: bytes | None = b"cam-1") -> Any:

@@ -131,3 +131,14 @@ async def test_consume_when_consuming_then_ready_until_stopped(
 
     assert seen == [False, True]
     assert not is_ready()
+
+
+def test_malloc_arena_cap_applies_on_glibc() -> None:
+    """On glibc (these machines and the images) mallopt accepts the cap; elsewhere it is a
+    no-op that says so."""
+    import platform
+
+    from vidpipe.runtime import limit_malloc_arenas
+
+    applied = limit_malloc_arenas(2)
+    assert applied is (platform.libc_ver()[0] == "glibc")

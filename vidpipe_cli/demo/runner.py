@@ -253,21 +253,24 @@ def run_pipeline(
     console: Console | None = None,
     detector_env: Mapping[str, str] | None = None,
     started: Callable[[list[ServiceProcess]], None] | None = None,
+    clip_frames: int | None = None,
 ) -> tuple[dict[str, Any], Observation]:
     """Run decoder -> detector -> renderer (+ metrics sink) on ``run``; returns the summary
     and the raw per-frame observation. ``detector_env`` adds to the detector's environment
-    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run."""
+    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run;
+    ``clip_frames``: frames per clip segment (None: one clip spans the whole run, which the
+    renderer then holds in memory to the end)."""
     prepare_camera(settings, run)
     since_ns = time.time_ns()
-    # One clip spans the whole run.
-    clip_frames = str(max(2, run.expected_frames + 100))
+    clip_frames = clip_frames or max(2, run.expected_frames + 100)
     env = {
-        "renderer": {"VIDPIPE_CLIP_FRAMES": clip_frames},
+        "renderer": {"VIDPIPE_CLIP_FRAMES": str(clip_frames)},
         "detector": {**DETECTOR_CPU_ENV, **(detector_env or {})},
     }
     with running_services(log_dir, env) as services:
         decoder_env = {
             "VIDPIPE_CAMERA_ID": run.camera_id,
+            "VIDPIPE_CLIENT_ID": run.client_id,
             "VIDPIPE_RECONNECT": "false",
             **source_access(run.url),
         }

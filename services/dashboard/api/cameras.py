@@ -29,11 +29,22 @@ from vidpipe.ids import ID_PATTERN
 
 router = APIRouter(tags=["cameras"])
 CameraId = Annotated[str, Path(pattern=ID_PATTERN)]
+#: camera ids are unique per client: a superadmin names the client when several use the id
+CameraClient = Annotated[
+    str | None,
+    Query(
+        alias="client_id",
+        pattern=ID_PATTERN,
+        description="superadmins: the camera's client (needed when several clients use the id)",
+    ),
+]
 
 
-def visible_camera(user: CurrentUser, conn: SessionDep, camera_id: CameraId) -> Camera:
+def visible_camera(
+    user: CurrentUser, conn: SessionDep, camera_id: CameraId, client: CameraClient = None
+) -> Camera:
     """The camera, checked before a response starts (a stream cannot turn into a 404)."""
-    return cameras.get_camera(conn, user, camera_id)
+    return cameras.get_camera(conn, user, camera_id, client)
 
 
 VisibleCamera = Annotated[Camera, Depends(visible_camera)]
@@ -78,13 +89,16 @@ def update_camera(
     resources: ResourcesDep,
     camera_id: CameraId,
     body: CameraFields,
+    client: CameraClient = None,
 ) -> Camera:
-    return cameras.update_camera(conn, resources.url_rules, user, camera_id, body)
+    return cameras.update_camera(conn, resources.url_rules, user, camera_id, body, client)
 
 
 @router.delete("/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_camera(user: OperatorUser, conn: SessionDep, camera_id: CameraId) -> Response:
-    cameras.delete_camera(conn, user, camera_id)
+def delete_camera(
+    user: OperatorUser, conn: SessionDep, camera_id: CameraId, client: CameraClient = None
+) -> Response:
+    cameras.delete_camera(conn, user, camera_id, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

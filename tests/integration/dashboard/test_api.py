@@ -16,7 +16,10 @@ from services.dashboard.auth import Role
 from services.dashboard.settings import DashboardSettings
 from tests.integration.dashboard.conftest import Tenant, objects
 from tests.integration.dashboard.seed import seed_clip, seed_frame, seed_report
+from tests.unit.fakes import decoded
 from vidpipe.configstore import ConfigStore
+from vidpipe.events import FrameDecoded
+from vidpipe.latest import LatestFrames
 from vidpipe.topics import TRAINING_JOBS
 
 pytestmark = pytest.mark.integration
@@ -59,10 +62,10 @@ def test_cameras_when_invalid_then_422_naming_the_field(
     assert message in _fields(response)[field]
 
 
-def test_cameras_when_crud_then_persisted_and_id_collision_is_409(
+def test_cameras_when_crud_then_persisted_and_own_id_collision_is_409(
     app: FastAPI, tenant_factory: Callable[[], Tenant]
 ) -> None:
-    a, b = tenant_factory(), tenant_factory()
+    a = tenant_factory()
     op = a.as_(app, Role.operator)
     camera = {"camera_id": f"{a.client_id}-crud", "name": "Yard", "url": "rtsp://h/s", "fps": 5}
     assert op.post("/api/v1/cameras", json=camera).status_code == 201
@@ -80,9 +83,9 @@ def test_cameras_when_crud_then_persisted_and_id_collision_is_409(
         "created_at": 0,
         "updated_at": 0,
     }
-    # B's camera id is taken: A cannot create (or hijack) it
-    taken = op.post("/api/v1/cameras", json={**camera, "camera_id": b.camera_id})
-    assert taken.status_code == 409 and "taken" in taken.json()["detail"]
+    # A's own id again: 409
+    again = op.post("/api/v1/cameras", json=camera)
+    assert again.status_code == 409 and "already have" in again.json()["detail"]
     assert op.delete(f"/api/v1/cameras/{camera['camera_id']}").status_code == 204
     assert op.get(f"/api/v1/cameras/{camera['camera_id']}").status_code == 404
 
@@ -170,6 +173,32 @@ def test_results_when_frames_stored_then_latest_with_working_presigned_urls(
     clips = viewer.get(f"/api/v1/cameras/{tenant.camera_id}/clips").json()
     assert [c["segment"] for c in clips] == [0, 1]
     assert httpx.get(clips[0]["url"]).content.startswith(b"\x00\x00\x00\x18ftyp")
+
+
+async def test_results_when_pointer_set_then_latest_is_its_frame_not_the_highest_key(
+    app: FastAPI, tenant_factory: Callable[[], Tenant], dashboard_settings: DashboardSettings
+) -> None:
+    # given frames 2 and 10 in S3, then a restarted decoder whose newer frame 3 the detector
+    # recorded as the camera's latest
+    tenant = tenant_factory()
+    store = objects(app)
+    for seq in (2, 10, 3):
+        seed_frame(store, tenant.client_id, tenant.camera_id, seq)
+    pointer = LatestFrames(dashboard_settings.redis)
+    newer = time.time_ns()
+    await pointer.advance(
+        [pointer_frame(tenant, 10, newer - 10**9), pointer_frame(tenant, 3, newer)]
+    )
+    await pointer.aclose()
+    # when the latest result is asked for
+    viewer = tenant.as_(app, Role.viewer)
+    result = viewer.get(f"/api/v1/cameras/{tenant.camera_id}/latest").json()["result"]
+    # then it is the frame the pointer names (the newest capture), not the highest seq
+    assert result["frame_seq"] == 3
+
+
+def pointer_frame(tenant: Tenant, seq: int, capture_ts_ns: int) -> FrameDecoded:
+    return decoded(tenant.client_id, tenant.camera_id, seq, capture_ts_ns)
 
 
 def test_live_when_frame_lands_then_sse_result_event(

@@ -124,7 +124,7 @@ def test_camera_password_when_stored_then_no_api_response_or_page_contains_it(
     with res.engine.connect() as conn:
         row = conn.execute(sa.select(cameras).where(cameras.c.camera_id == camera_id)).one()
         assert SECRET not in row.url and SECRET not in (row.url_secret or "")
-        assert stream_url(conn, camera_id, res.url_rules.cipher) == url
+        assert stream_url(conn, tenant.client_id, camera_id, res.url_rules.cipher) == url
 
 
 def test_camera_edit_when_password_left_out_then_kept_and_other_host_gets_none(
@@ -146,14 +146,14 @@ def test_camera_edit_when_password_left_out_then_kept_and_other_host_gets_none(
     )
     assert saved.status_code == 303
     with res.engine.connect() as conn:
-        kept = stream_url(conn, tenant.camera_id, res.url_rules.cipher)
+        kept = stream_url(conn, tenant.client_id, tenant.camera_id, res.url_rules.cipher)
     assert kept == f"rtsp://{tenant.client_id}:pw@10.9.9.9/stream"
     # the API round trip (GET, change fps, PUT the masked URL back) keeps it too
     camera = operator.get(path).json()
     update = {"name": camera["name"], "url": camera["url"], "fps": 2, "enabled": True}
     assert operator.put(path, json=update).status_code == 200
     with res.engine.connect() as conn:
-        assert stream_url(conn, tenant.camera_id, res.url_rules.cipher) == kept
+        assert stream_url(conn, tenant.client_id, tenant.camera_id, res.url_rules.cipher) == kept
     # *** aimed at another host is refused: a stored password never travels
     moved = operator.put(path, json={**update, "url": f"rtsp://{tenant.client_id}:***@10.7.7.7/s"})
     assert moved.status_code == 422 and moved.json()["field"] == "url"

@@ -286,3 +286,28 @@ def test_email_when_taken_here_or_elsewhere_then_one_generic_409(
         assert taken not in response.text and b.client_id not in response.text
         answers.append(response.json())
     assert answers[0] == answers[1]
+
+
+def test_camera_id_when_another_client_uses_it_then_no_oracle_and_both_stay_apart(
+    app: FastAPI, tenant_factory: Callable[[], Tenant], superadmin: str
+) -> None:
+    a, b = tenant_factory(), tenant_factory()
+    op = a.as_(app, Role.operator)
+    # given B's camera id, when A creates a camera with the same id, then it is A's own
+    body = {"camera_id": b.camera_id, "name": "Mine", "url": "rtsp://10.0.0.8/s", "fps": 3}
+    created = op.post("/api/v1/cameras", json=body)
+    assert created.status_code == 201 and created.json()["client_id"] == a.client_id
+    # and B's camera is untouched, each tenant sees only its own
+    mine = op.get(f"/api/v1/cameras/{b.camera_id}").json()
+    theirs = b.as_(app, Role.operator).get(f"/api/v1/cameras/{b.camera_id}").json()
+    assert (mine["client_id"], mine["fps"]) == (a.client_id, 3)
+    assert theirs["client_id"] == b.client_id and theirs["name"] != "Mine"
+    # a superadmin names the client when the id is ambiguous
+    root = sign_in(app, superadmin)
+    ambiguous = root.get(f"/api/v1/cameras/{b.camera_id}")
+    assert ambiguous.status_code == 422 and "name the client" in ambiguous.text
+    named = root.get(f"/api/v1/cameras/{b.camera_id}", params={"client_id": b.client_id})
+    assert named.status_code == 200 and named.json()["client_id"] == b.client_id
+    # and deleting A's camera leaves B's
+    assert op.delete(f"/api/v1/cameras/{b.camera_id}").status_code == 204
+    assert b.as_(app, Role.viewer).get(f"/api/v1/cameras/{b.camera_id}").status_code == 200

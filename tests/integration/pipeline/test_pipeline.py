@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from redis import Redis
 
 from tests.integration.pipeline.conftest import (
     ASSETS,
@@ -24,6 +25,7 @@ from tests.integration.pipeline.conftest import (
 )
 from vidpipe.configstore import ClientConfig, ConfigStore
 from vidpipe.events import DeadLetter, FrameDecoded, ObjectRef, encode_event
+from vidpipe.latest import read_latest
 from vidpipe.metricsstore import MetricsStore
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
@@ -80,6 +82,10 @@ def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
     key = camera.encode()
     assert _uncommitted_for(settings, "detector", FRAMES_DECODED, key) == 0
     assert _uncommitted_for(settings, "renderer", DETECTIONS, key) == 0
+    # the camera's latest-frame pointer names its newest detected frame
+    newest = max(detections_for(settings, camera), key=lambda d: d.capture_ts_ns)
+    with Redis.from_url(settings.redis.url) as redis:
+        assert read_latest(redis, client_id, camera) == newest.frame_seq
 
 
 def test_pipeline_when_frames_replayed_then_no_duplicate_objects_or_records(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
+from collections.abc import Iterable
 from typing import ClassVar
 
 import cv2
@@ -290,6 +292,41 @@ async def test_handle_batch_when_frames_age_during_earlier_chunks_then_later_one
     assert sorted(m.frame_seq for m in metrics if m.dropped) == [2, 3]
 
 
+async def test_handle_batch_when_chunk_would_finish_past_budget_then_dropped_before_running() -> (
+    None
+):
+    # given four frames 100 ms old, a 500 ms budget and a model taking 150 ms per image
+    store, producer = FakeStore(), FakeProducer()
+    young = [frame_event(i, capture_ts_ns=time.time_ns() - 100_000_000) for i in range(4)]
+    service = make_service(store, producer, models=SlowModels(), max_frame_age_ms=500)
+    # when handled: the first chunk ends at ~400 ms of age; the second would end at ~700 ms
+    await service.handle_batch(stored_frames(store, *young))
+    # then the second chunk is dropped before the model runs on it (it could only be late)
+    detections = [DetectionsProduced.model_validate_json(v) for v in producer.on(DETECTIONS)]
+    assert sorted(d.frame_seq for d in detections) == [0, 1]
+    assert all(d.detected_ts_ns - d.capture_ts_ns <= 550_000_000 for d in detections)
+    metrics = [FrameMetrics.model_validate_json(v) for v in producer.on(METRICS)]
+    assert sorted(m.frame_seq for m in metrics if m.dropped) == [2, 3]
+
+
+async def test_handle_batch_when_only_some_fit_then_newest_kept_older_dropped() -> None:
+    # given a model measured at 100 ms per image, a 500 ms budget, frames 350 and 50 ms old
+    store, producer = FakeStore(), FakeProducer()
+    now = time.time_ns()
+    frames = [frame_event(0, capture_ts_ns=now - 350_000_000), frame_event(1, capture_ts_ns=now)]
+    service = make_service(store, producer, max_frame_age_ms=500)
+    service._per_image_s[MODEL] = deque([0.1])
+    # when handled: both in one chunk would end at ~550 ms for the older; the newer alone fits
+    await service.handle_batch(stored_frames(store, *frames))
+    # then the newest frame is analysed and the older one dropped before the model runs
+    detected = [
+        DetectionsProduced.model_validate_json(v).frame_seq for v in producer.on(DETECTIONS)
+    ]
+    dropped = [m for m in map(FrameMetrics.model_validate_json, producer.on(METRICS)) if m.dropped]
+    assert detected == [1]
+    assert [m.frame_seq for m in dropped] == [0] and "budget" in (dropped[0].drop_reason or "")
+
+
 async def test_handle_batch_when_backlogged_then_newest_frames_first_older_superseded() -> None:
     # given five frames of one camera, 1.5 s old (past half a 2 s budget), batch size 2
     store, producer = FakeStore(), FakeProducer()
@@ -314,3 +351,29 @@ async def test_handle_batch_when_backlog_is_young_then_nothing_superseded() -> N
         stored_frames(store, *young)
     )
     assert len(producer.on(DETECTIONS)) == 5
+
+
+class RecordingPointer:
+    """Records what the detector advances, and whether each frame's annotation was already
+    stored at that moment."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.advanced: list[tuple[int, bool]] = []
+
+    async def advance(self, frames: Iterable[FrameDecoded]) -> None:
+        for f in frames:
+            stored = ("annotations", f"{f.client_id}/{f.camera_id}/{f.frame_seq}.json")
+            self.advanced.append((f.frame_seq, stored in self.store.objects))
+
+
+async def test_handle_batch_when_detected_then_latest_pointer_advanced_after_annotations() -> None:
+    # given three stored frames and a pointer
+    store, producer = FakeStore(), FakeProducer()
+    pointer = RecordingPointer(store)
+    service = make_service(store, producer)
+    service._latest = pointer
+    # when
+    await service.handle_batch(stored_frames(store, *(frame_event(i) for i in range(3))))
+    # then every detected frame was offered to the pointer, each once its annotation existed
+    assert sorted(pointer.advanced) == [(0, True), (1, True), (2, True)]

@@ -1,0 +1,108 @@
+"""The latest-frame pointer: per camera, the newest frame that has detections, in Redis.
+
+The dashboard's latest-frame view and its live stream read one small hash per camera
+instead of listing every annotation key of the camera on each request (a listing grows with
+the camera's history, the pointer does not). The detector advances it after a frame's
+annotation document is stored, so the pointer never names a frame without one.
+
+Layout: hash ``vidpipe:latest-frame:{client}/{camera}`` with fields ``seq`` (frame_seq) and
+``capture_ts_ns`` (ns since the epoch). It only moves forward in capture time (a Lua
+compare-and-set), so a replay, a slow replica or a batch finishing out of order never moves
+it back; a decoder restart that numbers frames from 0 again still moves it, because its
+frames are newer.
+
+The pointer is an index, not the truth: S3 is. When Redis is down the detector counts the
+missed update (``vidpipe_latest_pointer_failures_total``) and goes on, and readers fall back
+to listing (:func:`services.dashboard.results.latest_seq`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from prometheus_client import Counter
+from redis import Redis
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from vidpipe.events import FrameDecoded
+from vidpipe.settings import RedisSettings
+
+log = logging.getLogger(__name__)
+
+POINTER_FAILURES = Counter(
+    "vidpipe_latest_pointer_failures_total",
+    "Latest-frame pointer updates lost to Redis errors (readers fall back to listing)",
+)
+
+_PREFIX = "vidpipe:latest-frame:"
+
+#: KEYS[1] the camera's hash; ARGV[1] capture_ts_ns, ARGV[2] seq. Moves forward only.
+_ADVANCE = """
+local current = redis.call('HGET', KEYS[1], 'capture_ts_ns')
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'capture_ts_ns', ARGV[1], 'seq', ARGV[2])
+return 1
+"""
+
+
+def pointer_key(client_id: str, camera_id: str) -> str:
+    """The Redis key of one camera's pointer."""
+    return f"{_PREFIX}{client_id}/{camera_id}"
+
+
+def newest_per_camera(frames: Iterable[FrameDecoded]) -> list[FrameDecoded]:
+    """The frame with the latest ``capture_ts_ns`` of each (client, camera) in ``frames``."""
+    newest: dict[tuple[str, str], FrameDecoded] = {}
+    for frame in frames:
+        key = (frame.client_id, frame.camera_id)
+        if key not in newest or frame.capture_ts_ns > newest[key].capture_ts_ns:
+            newest[key] = frame
+    return list(newest.values())
+
+
+class LatestFrames:
+    """Advances the pointers (async; the detector's side)."""
+
+    def __init__(self, settings: RedisSettings, timeout_s: float = 2.0) -> None:
+        self._redis = aioredis.Redis.from_url(
+            settings.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self._advance = self._redis.register_script(_ADVANCE)
+
+    async def advance(self, frames: Iterable[FrameDecoded]) -> None:
+        """Point each camera of ``frames`` at its newest frame, if newer than the pointer.
+
+        Call only after the frames' annotation documents are stored. Never raises for
+        Redis errors: they are logged and counted, and the pointer stays where it was.
+        """
+        for frame in newest_per_camera(frames):
+            try:
+                await self._advance(
+                    keys=[pointer_key(frame.client_id, frame.camera_id)],
+                    args=[frame.capture_ts_ns, frame.frame_seq],
+                )
+            except RedisError as exc:
+                POINTER_FAILURES.inc()
+                log.warning(
+                    "latest-frame pointer not advanced: %s",
+                    exc,
+                    extra={"client_id": frame.client_id, "camera_id": frame.camera_id},
+                )
+
+    async def aclose(self) -> None:
+        # types-redis predates redis 5's aclose (close() is deprecated since)
+        await self._redis.aclose()  # type: ignore[attr-defined]
+
+
+def read_latest(redis: Redis, client_id: str, camera_id: str) -> int | None:
+    """The frame_seq the camera's pointer names, or None when it has none.
+
+    Raises:
+        redis.exceptions.RedisError: Redis unreachable or timing out (callers fall back).
+    """
+    seq = redis.hget(pointer_key(client_id, camera_id), "seq")
+    return None if seq is None else int(seq)
