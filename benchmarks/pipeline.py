@@ -9,14 +9,19 @@ prints JSON. Every figure is compared with a baseline measured in the same run.
    Kafka API, S3, Postgres, Redis and MLflow on a file read as fast as it is published, once
    per detector backend; ``pipeline_over_slowest_stage`` = end-to-end fps / the slowest
    stage alone (decode, the backend's detection call, render).
-3. ``live``: a real H.264 clip served over RTSP in real time through the same services, at
+3. ``remote_vs_local``: inference placement in one run: ``vidpipe run model-server``
+   (KServe's ModelServer, Open Inference Protocol over gRPC on loopback) against the network
+   in the detector's process, both on the default backend (``auto``): the detection call
+   alone per image (batch 1, and batch 8) and the file pipeline end to end;
+   ``remote_over_local`` = remote throughput / local throughput.
+4. ``live``: a real H.264 clip served over RTSP in real time through the same services, at
    10 fps (vtest, 79.5 s) and at 25 fps (the bikes street clip, looped to 2 minutes), with
    the default backend and frame-age budget: capture -> detections p50/p95, frames dropped
    per stage and the drop rate, per-stage fps, and each service's RSS after the first minute
    and at the end.
 
 Usage: ``python benchmarks/pipeline.py [--frames 200] [--skip-live | --live-only |
---models-only]`` after ``vidpipe up``.
+--models-only | --remote-only]`` after ``vidpipe up`` (``--remote-only``: section 3 alone).
 torch, openvino and the services are imported inside the functions that need them.
 """
 
@@ -43,9 +48,9 @@ from infra.local.media import (
     street_clip,
     transcode_h264,
 )
-from infra.local.processes import ServiceProcess
+from infra.local.processes import ServiceProcess, start_model_server
 from vidpipe.settings import ServiceSettings
-from vidpipe_cli.demo.runner import PipelineRun, run_pipeline
+from vidpipe_cli.demo.runner import DETECTOR_CPU_ENV, PipelineRun, run_pipeline
 from vidpipe_cli.models import calibration_frames, ensure_detector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +171,11 @@ def bench_models(settings: ServiceSettings, frames: list[np.ndarray]) -> dict[st
 
 
 def bench_pipeline(
-    settings: ServiceSettings, video: Path, count: int, backend: str
+    settings: ServiceSettings,
+    video: Path,
+    count: int,
+    backend: str,
+    detector_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     clip = ASSETS / f"bench-{count}.avi"
     if not clip.exists():
@@ -183,7 +192,11 @@ def bench_pipeline(
         run,
         LOGS,
         timeout_s=1200,
-        detector_env={"VIDPIPE_BACKEND": backend, "VIDPIPE_MAX_FRAME_AGE_MS": "3600000"},
+        detector_env={
+            "VIDPIPE_BACKEND": backend,
+            "VIDPIPE_MAX_FRAME_AGE_MS": "3600000",
+            **(detector_env or {}),
+        },
     )
     # First frame published by the decoder to last frame rendered.
     span_s = (max(seen.rendered.at.values()) - min(seen.decoded.at.values())) / 1e9
@@ -194,6 +207,76 @@ def bench_pipeline(
         "end_to_end_fps": round(summary["frames_rendered"] / span_s, 2),
         "stage_fps": summary["throughput_fps"],
     }
+
+
+def bench_remote(
+    settings: ServiceSettings, video: Path, frames: list[np.ndarray], count: int
+) -> dict[str, Any]:
+    """The network in the detector's process vs on a local model server, same backend."""
+    import torch
+
+    from vidpipe.modelref import parse_model_ref
+    from vidpipe_ml.cache import ModelCache, RemoteTarget
+    from vidpipe_ml.inference import LoadedModel, detect_batch
+
+    server, url = start_model_server(LOGS, {"VIDPIPE_BACKEND": "auto", **DETECTOR_CPU_ENV})
+    try:
+        device = torch.device("cpu")
+        selector = parse_model_ref("coco-centernet@production")
+        caches = {
+            "local": ModelCache(settings.mlflow.tracking_uri, device, backend="auto"),
+            "remote": ModelCache(
+                settings.mlflow.tracking_uri, device, backend="remote", remote=RemoteTarget(url)
+            ),
+        }
+        rgb = [
+            torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1) for f in frames
+        ]
+        calls: dict[str, dict[str, float]] = {}
+        backends: dict[str, str] = {}
+        chunks = [rgb[i : i + 8] for i in range(0, len(rgb) - 7, 8)]
+        for name, cache in caches.items():
+            model = cache.get(cache.resolve(selector))
+            backends[name] = str(model.backend)
+
+            def one(i: int, m: LoadedModel = model) -> object:
+                return detect_batch(m, [rgb[i]], device)
+
+            def eight(i: int, m: LoadedModel = model) -> object:
+                return detect_batch(m, chunks[i], device)
+
+            calls[name] = {
+                "batch_1": images_per_s(one, len(rgb)),
+                "batch_8": 8 * images_per_s(eight, len(chunks)),
+            }
+            cache.close()
+        backends["model_server"] = _server_backend(server)
+        local = bench_pipeline(settings, video, count, "auto")
+        remote = bench_pipeline(settings, video, count, "remote", {"VIDPIPE_INFERENCE_URL": url})
+    finally:
+        server.stop()
+    return {
+        "backends": backends,
+        "detection_call_images_per_s": {
+            name: {k: round(v, 2) for k, v in figures.items()} for name, figures in calls.items()
+        },
+        "detection_call_remote_over_local": {
+            k: round(calls["remote"][k] / calls["local"][k], 3) for k in calls["local"]
+        },
+        "pipeline": {"local": local, "remote": remote},
+        "pipeline_remote_over_local": round(remote["end_to_end_fps"] / local["end_to_end_fps"], 3),
+        "detector_stage_remote_over_local": round(
+            remote["stage_fps"]["detector"] / local["stage_fps"]["detector"], 3
+        ),
+    }
+
+
+def _server_backend(server: ServiceProcess) -> str:
+    """What the model server's log says its preloaded model runs on."""
+    for line in server.log_path.read_text().splitlines():
+        if "preloaded on" in line:
+            return line.split("preloaded on ", 1)[1].split()[0]
+    return "unknown"
 
 
 class RssSampler:
@@ -290,6 +373,9 @@ def main() -> None:
     parser.add_argument("--skip-live", action="store_true", help="leave out the RTSP runs")
     parser.add_argument("--live-only", action="store_true", help="only the RTSP runs")
     parser.add_argument("--models-only", action="store_true", help="only the network figures")
+    parser.add_argument(
+        "--remote-only", action="store_true", help="only the model server vs in-process run"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -301,6 +387,12 @@ def main() -> None:
         return
     video = fetch_vtest(ASSETS)
     frames = read_frames(video, args.model_frames)
+    if args.remote_only:
+        remote = bench_remote(settings, video, frames, args.frames)
+        print(
+            json.dumps({"model": f"coco-centernet/{version}", "remote_vs_local": remote}, indent=2)
+        )
+        return
     models = bench_models(settings, frames)
     if args.models_only:
         print(json.dumps({"model": f"coco-centernet/{version}", "models": models}, indent=2))
@@ -323,6 +415,7 @@ def main() -> None:
         "models": models,
         "stages_alone": stages,
         "pipeline": pipelines,
+        "remote_vs_local": bench_remote(settings, video, frames, args.frames),
     }
     if not args.skip_live:
         report["live"] = bench_live_runs(settings)

@@ -5,11 +5,19 @@
 FROM python:3.11-slim-bookworm
 
 ARG EXTRAS=""
+# Debian packages an image needs besides Python ones; the report job (EXTRAS=evaluator):
+#   --build-arg SYSTEM_PACKAGES="openjdk-17-jre-headless libpostgresql-jdbc-java"
+ARG SYSTEM_PACKAGES=""
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+RUN if [ -n "$SYSTEM_PACKAGES" ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends $SYSTEM_PACKAGES \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN useradd --create-home --uid 10001 vidpipe
 WORKDIR /app
 

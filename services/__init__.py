@@ -14,4 +14,5 @@ SERVICES: dict[str, str] = {
     "metrics-sink": "services.metrics_sink",
     "dashboard": "services.dashboard",
     "trainer": "services.trainer",
+    "model-server": "services.model_server",
 }

@@ -1,9 +1,10 @@
-"""Where a model's network runs: PyTorch (the reference; CUDA when present) or OpenVINO (CPU).
+"""Where a model's network runs: PyTorch (the reference; CUDA when present), OpenVINO (CPU),
+or a model server over the Open Inference Protocol (``remote``, :mod:`vidpipe_ml.remote`).
 
 Models that split into ``prepare`` -> ``core`` -> ``finish`` (:class:`Splittable`, e.g.
 :class:`vidpipe_ml.centernet.CenterNet`) can run ``core`` on either backend; ``prepare``
-and ``finish`` always run in PyTorch, so the backends share pre- and post-processing and
-cannot disagree on it. Other models run whole in PyTorch.
+and ``finish`` always run in PyTorch in the caller's process, so the backends share pre- and
+post-processing and cannot disagree on it. Other models run whole in PyTorch.
 
 OpenVINO networks come from IR artifacts stored with the model version
 (:mod:`vidpipe_ml.optimize`): ``f32`` (the exported network, also run at ``bf16`` through
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-BackendName = Literal["torch", "openvino"]
+BackendName = Literal["torch", "openvino", "remote"]
 Precision = Literal["f32", "bf16", "int8"]
 BACKEND_CHOICES = ("auto", "torch", "openvino")
 PRECISION_CHOICES = ("auto", "f32", "bf16", "int8")
@@ -77,6 +78,9 @@ class BackendChoice:
 
 #: PyTorch at full precision: the reference every other choice is gated against.
 TORCH = BackendChoice("torch", "f32")
+#: The core on a model server (:mod:`vidpipe_ml.remote`); ``f32`` is the tensor type on the
+#: wire, the server's own backend is its choice (it reports it per response).
+REMOTE = BackendChoice("remote", "f32")
 
 
 class OpenVinoNetwork:

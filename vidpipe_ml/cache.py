@@ -11,7 +11,10 @@ frame into a registry round trip.
 Each version runs on the backend :func:`vidpipe_ml.backends.choose_backend` picks from the
 requested backend and precision and the OpenVINO artifacts stored with the version
 (:mod:`vidpipe_ml.optimize`); an artifact that cannot be fetched or compiled leaves the
-version on PyTorch, with a warning.
+version on PyTorch, with a warning. Backend ``remote`` runs each version's core on the model
+server of ``remote`` (:mod:`vidpipe_ml.remote`, imported only then: it needs ``kserve``), the
+concrete version in every request; a model that does not split into a core stays on PyTorch,
+with a warning.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import logging
 import tempfile
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import torch
@@ -29,7 +34,15 @@ from mlflow import MlflowClient
 
 from vidpipe.events import ModelRef
 from vidpipe.modelref import ModelSelector
-from vidpipe_ml.backends import TORCH, BackendChoice, OpenVinoNetwork, StoredIR, choose_backend
+from vidpipe_ml.backends import (
+    REMOTE,
+    TORCH,
+    BackendChoice,
+    OpenVinoNetwork,
+    Splittable,
+    StoredIR,
+    choose_backend,
+)
 from vidpipe_ml.inference import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -37,6 +50,17 @@ log = logging.getLogger(__name__)
 
 class ModelUnavailable(RuntimeError):
     """The reference (name, alias or version) cannot be resolved or loaded."""
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """Where backend ``remote`` sends cores: ``url`` (``host:port`` of an Open Inference
+    Protocol gRPC server), one call's deadline and how long transient failures are retried
+    (seconds)."""
+
+    url: str
+    timeout_s: float = 30.0
+    retry_s: float = 300.0
 
 
 class ModelCache:
@@ -50,9 +74,13 @@ class ModelCache:
         backend: str = "auto",
         precision: str = "auto",
         ir_dir: Path | None = None,
+        remote: RemoteTarget | None = None,
     ) -> None:
         if max_models < 1:
             raise ValueError(f"max_models must be at least 1, got {max_models}")
+        if backend == "remote" and remote is None:
+            raise ValueError("backend 'remote' needs the model server's address")
+        self._remote = remote
         self._backend = backend
         self._precision = precision
         self._ir_dir = ir_dir or Path(tempfile.mkdtemp(prefix="vidpipe-ir-"))
@@ -130,10 +158,19 @@ class ModelCache:
             self._evict()
         return loaded
 
-    def _backend_for(
-        self, ref: ModelRef, module: torch.nn.Module
-    ) -> tuple[BackendChoice, OpenVinoNetwork | None]:
-        """The backend the version runs on, and its OpenVINO network when that is it."""
+    def _backend_for(self, ref: ModelRef, module: torch.nn.Module) -> tuple[BackendChoice, Any]:
+        """The backend the version runs on, and its network when that is not the module."""
+        if self._backend == "remote" and self._remote is not None:
+            if isinstance(module, Splittable):
+                from vidpipe_ml.remote import RemoteNetwork  # needs kserve (see the module doc)
+
+                target = self._remote
+                return REMOTE, RemoteNetwork(target.url, ref, target.timeout_s, target.retry_s)
+            log.warning(
+                "models:/%s/%s does not split into a core; it runs whole in PyTorch here",
+                ref.name, ref.version,
+            )  # fmt: skip
+            return TORCH, None
         if self._backend == "torch" or (self._backend == "auto" and self._device.type == "cuda"):
             return TORCH, None
         try:
@@ -152,8 +189,16 @@ class ModelCache:
             )  # fmt: skip
         return TORCH, None
 
+    def close(self) -> None:
+        """Release every loaded model (and its model-server connection)."""
+        while self._models:
+            self._evict()
+
     def _evict(self) -> None:
-        ref, _ = self._models.popitem(last=False)
+        ref, loaded = self._models.popitem(last=False)
+        close = getattr(loaded.network, "close", None)
+        if close is not None:
+            close()
         gc.collect()  # the module is freed once no batch holds it any more
         if self._device.type == "cuda":
             torch.cuda.empty_cache()

@@ -26,11 +26,17 @@ class UndecodableImage(ValueError):
     """The bytes are not a decodable JPEG/PNG."""
 
 
+class InferenceFailed(RuntimeError):
+    """The backend refused a batch for a reason retrying will not change (e.g. a model
+    server that does not know the model); the batch's frames cannot be detected."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A resolved registry version, its module (see the module doc), its label names, and
     where its network runs: ``network`` is set when that is not the module itself (an
-    OpenVINO network of a :class:`~vidpipe_ml.backends.Splittable` module's ``core``)."""
+    OpenVINO network of a :class:`~vidpipe_ml.backends.Splittable` module's ``core``, or a
+    model server's: :class:`~vidpipe_ml.remote.RemoteNetwork`)."""
 
     ref: ModelRef
     module: torch.nn.Module
@@ -45,6 +51,18 @@ class LoadedModel:
             return result
         split = cast(Splittable, self.module)
         return split.finish(self.network(split.prepare(images)), images)
+
+    def run_core(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The core of a :class:`~vidpipe_ml.backends.Splittable` model on this model's
+        backend: ``prepare``'s output ``[B, 3, H, W]`` -> the core's tensors (what a model
+        server runs for a remote caller). Raises ``TypeError`` for a model that does not
+        split."""
+        if self.network is not None:
+            return self.network(batch)
+        if not isinstance(self.module, Splittable):
+            raise TypeError(f"{self.ref.name}/{self.ref.version} does not split into a core")
+        outputs: tuple[torch.Tensor, ...] = self.module.core(batch)
+        return outputs
 
 
 def decode_frame(data: bytes) -> torch.Tensor:

@@ -338,3 +338,35 @@ def start_service(
         )
     logger.info("started %s (pid %d, log %s)", name, popen.pid, log_path)
     return ServiceProcess(name, popen, log_path, offset)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the kernel's pick on loopback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_model_server(
+    log_dir: Path, env: Mapping[str, str] | None = None, timeout_s: float = 180.0
+) -> tuple[ServiceProcess, str]:
+    """``vidpipe run model-server`` on free gRPC, REST and metrics ports, waited for until it
+    serves (preloaded models in memory); returns the process and its gRPC ``host:port``, the
+    detector's ``VIDPIPE_INFERENCE_URL``. The caller stops it.
+
+    Raises:
+        StackError: it exited or did not start serving within ``timeout_s``.
+    """
+    grpc_port = free_port()
+    ports = {
+        "VIDPIPE_GRPC_PORT": str(grpc_port),
+        "VIDPIPE_HTTP_PORT": str(free_port()),
+        "VIDPIPE_METRICS_PORT": str(free_port()),
+    }
+    proc = start_service("model-server", log_dir, {**ports, **(env or {})}, tag=f"-{grpc_port}")
+    try:
+        proc.wait_logged("model-server started", timeout_s=timeout_s)
+    except StackError:
+        proc.stop()
+        raise
+    return proc, f"127.0.0.1:{grpc_port}"

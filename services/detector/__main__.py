@@ -15,7 +15,7 @@ from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
 from vidpipe.topics import FRAMES_DECODED
-from vidpipe_ml.cache import ModelCache, ModelUnavailable
+from vidpipe_ml.cache import ModelCache, ModelUnavailable, RemoteTarget
 
 log = logging.getLogger("services.detector")
 
@@ -37,6 +37,15 @@ def preload(models: ModelCache, refs: list[str]) -> None:
         log.info("model %s preloaded on %s", ref, loaded.backend, extra={"model": ref})
 
 
+def remote_target(settings: DetectorSettings) -> RemoteTarget | None:
+    """The model server of the ``remote`` backend, if that is the backend."""
+    if settings.backend != "remote" or settings.inference_url is None:
+        return None
+    return RemoteTarget(
+        settings.inference_url, settings.inference_timeout_s, settings.inference_retry_s
+    )
+
+
 def wiring(settings: DetectorSettings) -> Wiring:
     async def wire(context: ConsumerContext) -> Wired:
         if settings.torch_threads:
@@ -53,7 +62,9 @@ def wiring(settings: DetectorSettings) -> Wiring:
             max_models=settings.max_models,
             backend=settings.backend,
             precision=settings.precision,
+            remote=remote_target(settings),
         )
+        context.exit_stack.callback(models.close)
         await asyncio.to_thread(preload, models, settings.preload_models)
         service = DetectorService(
             store=ObjectStore(settings.s3, max_connections=settings.fetch_concurrency * 2),

@@ -42,7 +42,13 @@ from vidpipe.modelref import ModelSelector
 from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import DETECTIONS, METRICS
 from vidpipe_ml.cache import ModelUnavailable
-from vidpipe_ml.inference import LoadedModel, UndecodableImage, decode_frame, detect_batch
+from vidpipe_ml.inference import (
+    InferenceFailed,
+    LoadedModel,
+    UndecodableImage,
+    decode_frame,
+    detect_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +140,7 @@ class DetectorService:
                 # the budget again: earlier chunks took time, these frames aged meanwhile
                 chunk = self._within_budget(items[start : start + self._batch_size], pending)
                 if chunk:
-                    pending += await self._detect_chunk(chunk)
+                    pending += await self._detect_chunk(chunk, rejected)
         await self._dead_letters.publish(rejected)
         await asyncio.gather(*pending)
         FRAMES.labels("dead_lettered").inc(len(rejected))
@@ -270,11 +276,19 @@ class DetectorService:
             except UndecodableImage as exc:
                 rejected.append(Rejected(w.record, str(exc), "undecodable_image"))
 
-    async def _detect_chunk(self, items: list[_Work]) -> list[Awaitable[Any]]:
+    async def _detect_chunk(
+        self, items: list[_Work], rejected: list[Rejected]
+    ) -> list[Awaitable[Any]]:
+        """Detect ``items`` (one model), store and publish; a batch the backend refuses for
+        good (:class:`InferenceFailed`) is dead-lettered frame by frame."""
         model = items[0].model
         images = [w.image for w in items if w.image is not None]
         started = time.perf_counter()
-        raw = await asyncio.to_thread(detect_batch, model, images, self._device)
+        try:
+            raw = await asyncio.to_thread(detect_batch, model, images, self._device)
+        except InferenceFailed as exc:
+            rejected += [Rejected(w.record, str(exc), "inference_failed") for w in items]
+            return []
         inference_s = time.perf_counter() - started
         per_image = inference_s / len(images)
         self._per_image_s.setdefault(model.ref, deque(maxlen=PER_IMAGE_WINDOW)).append(per_image)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vidpipe.settings import ServiceSettings
 
@@ -21,10 +21,24 @@ class DetectorSettings(ServiceSettings):
         "config sets its own; None: never",
     )
     device: str = Field(default="auto", description="'auto' (cuda if present), 'cpu', 'cuda:0'")
-    backend: Literal["auto", "torch", "openvino"] = Field(
+    backend: Literal["auto", "torch", "openvino", "remote"] = Field(
         default="auto",
         description="auto: CUDA torch on a GPU, else OpenVINO when the model version has an "
-        "artifact that passed the parity gate, else torch",
+        "artifact that passed the parity gate, else torch; remote: the network on the model "
+        "server at inference_url (Open Inference Protocol gRPC), pre- and post-processing here",
+    )
+    inference_url: str | None = Field(
+        default=None,
+        description="remote backend: the model server's gRPC address, host:port",
+        examples=["model-server:8081"],
+    )
+    inference_timeout_s: float = Field(default=30.0, gt=0, description="one remote call's deadline")
+    inference_retry_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long an unavailable model server is retried before the detector gives "
+        "up on the batch and exits (its restart policy starts it again); below the consumer's "
+        "max poll interval (600 s), so the group keeps the member meanwhile",
     )
     precision: Literal["auto", "f32", "bf16", "int8"] = Field(
         default="auto", description="OpenVINO precision; auto: the fastest that passed"
@@ -38,3 +52,9 @@ class DetectorSettings(ServiceSettings):
         "wait for a model load (and age past their budget)",
     )
     metrics_port: int | None = Field(default=9102, description="Prometheus /metrics port")
+
+    @model_validator(mode="after")
+    def _remote_needs_a_server(self) -> DetectorSettings:
+        if self.backend == "remote" and not self.inference_url:
+            raise ValueError("VIDPIPE_BACKEND=remote needs VIDPIPE_INFERENCE_URL (host:port)")
+        return self

@@ -47,16 +47,12 @@ WORKLOADS = ("Deployment", "Job", "CronJob")
 
 #: What the manifests already run that the code does not have yet: the camera agents
 #: (agent, status sink, janitor) and the frames topic's rename to v2 come with the agents
-#: issue, the model server and remote backend with the remote-inference work. The tests
-#: assert each is still missing, so the day one lands they ask for its removal here, and
-#: from then on hold the manifests to the code.
+#: issue. The tests assert each is still missing, so the day one lands they ask for its
+#: removal here, and from then on hold the manifests to the code.
 PENDING = {
     "run agent",
     "run status-sink",
     "run janitor",
-    "run model-server",
-    "VIDPIPE_INFERENCE_URL",
-    "VIDPIPE_BACKEND=remote",
     "frames.decoded.v2",
 }
 

@@ -14,11 +14,13 @@ import pytest
 
 from infra.local.processes import ServiceProcess, start_service
 from services.decoder.service import DecoderService
-from vidpipe.bus import make_producer
+from vidpipe.bus import make_consumer, make_producer
 from vidpipe.cameras import CameraFields, UrlRules, create_camera
 from vidpipe.configstore import ClientConfig, ConfigStore
+from vidpipe.events import DetectionsProduced
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import CameraSettings, ServiceSettings
+from vidpipe.topics import DETECTIONS
 
 REPO = Path(__file__).resolve().parents[3]
 ASSETS = REPO / "var" / "assets"
@@ -128,3 +130,32 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
 
 def object_count(settings: ServiceSettings, bucket: str, prefix: str, suffix: str = "") -> int:
     return sum(1 for k in ObjectStore(settings.s3).iter_keys(bucket, prefix) if k.endswith(suffix))
+
+
+async def read_keyed(
+    settings: ServiceSettings, topic: str, key: bytes, group: str | None = None
+) -> list[bytes]:
+    """Values of ``topic`` with ``key``, read until 3 s pass with nothing new.
+
+    ``group=None`` reads everything through a throw-away group; a service's group reads only
+    what that group has not committed (and commits nothing itself).
+    """
+    consumer = make_consumer(settings.kafka, group or f"check-{uuid.uuid4().hex[:8]}", topic)
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        idle = 0
+        while idle < 3:
+            polled = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            records = [r for batch in polled.values() for r in batch]
+            idle = 0 if records else idle + 1
+            values += [r.value or b"" for r in records if r.key == key]
+    finally:
+        await consumer.stop()
+    return values
+
+
+def detections_for(settings: ServiceSettings, camera_id: str) -> list[DetectionsProduced]:
+    """Every ``DetectionsProduced`` of ``camera_id`` in the topic."""
+    values = asyncio.run(read_keyed(settings, DETECTIONS, camera_id.encode()))
+    return [DetectionsProduced.model_validate_json(v) for v in values]

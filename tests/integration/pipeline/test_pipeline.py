@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +18,14 @@ from tests.integration.pipeline.conftest import (
     LOGS,
     NO_BUDGET_MS,
     Services,
+    detections_for,
     object_count,
     publish_frames,
+    read_keyed,
     wait_for,
 )
-from vidpipe.bus import make_consumer
 from vidpipe.configstore import ClientConfig, ConfigStore
-from vidpipe.events import DeadLetter, DetectionsProduced, FrameDecoded, ObjectRef, encode_event
+from vidpipe.events import DeadLetter, FrameDecoded, ObjectRef, encode_event
 from vidpipe.latest import read_latest
 from vidpipe.metricsstore import MetricsStore
 from vidpipe.objectstore import ObjectStore
@@ -56,36 +56,8 @@ def rtsp_url(stack: None) -> Iterator[str]:
     stop_rtsp_server(proc)
 
 
-async def _read_keyed(
-    settings: ServiceSettings, topic: str, key: bytes, group: str | None = None
-) -> list[bytes]:
-    """Values of ``topic`` with ``key``, read until 3 s pass with nothing new.
-
-    ``group=None`` reads everything through a throw-away group; a service's group reads only
-    what that group has not committed (and commits nothing itself).
-    """
-    consumer = make_consumer(settings.kafka, group or f"check-{uuid.uuid4().hex[:8]}", topic)
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        idle = 0
-        while idle < 3:
-            polled = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            records = [r for batch in polled.values() for r in batch]
-            idle = 0 if records else idle + 1
-            values += [r.value or b"" for r in records if r.key == key]
-    finally:
-        await consumer.stop()
-    return values
-
-
-def _detections_for(settings: ServiceSettings, camera_id: str) -> list[DetectionsProduced]:
-    values = asyncio.run(_read_keyed(settings, DETECTIONS, camera_id.encode()))
-    return [DetectionsProduced.model_validate_json(v) for v in values]
-
-
 def _uncommitted_for(settings: ServiceSettings, group: str, topic: str, key: bytes) -> int:
-    return len(asyncio.run(_read_keyed(settings, topic, key, group)))
+    return len(asyncio.run(read_keyed(settings, topic, key, group)))
 
 
 def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
@@ -119,7 +91,7 @@ def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
     assert _uncommitted_for(settings, "detector", FRAMES_DECODED, key) == 0
     assert _uncommitted_for(settings, "renderer", DETECTIONS, key) == 0
     # the camera's latest-frame pointer names its newest detected frame
-    newest = max(_detections_for(settings, camera), key=lambda d: d.capture_ts_ns)
+    newest = max(detections_for(settings, camera), key=lambda d: d.capture_ts_ns)
     with Redis.from_url(settings.redis.url) as redis:
         assert read_latest(redis, client_id, camera) == newest.frame_seq
 
@@ -142,7 +114,7 @@ def test_pipeline_when_frames_replayed_then_no_duplicate_objects_or_records(
     # when the very same frames are published again (a decoder replay)
     asyncio.run(publish_frames(settings, client_id, frames))
     wait_for(
-        lambda: len(_detections_for(settings, camera)) == 40,
+        lambda: len(detections_for(settings, camera)) == 40,
         180,
         "the replayed frames to be detected",
     )
@@ -215,7 +187,7 @@ def test_detector_when_bad_inputs_then_dead_lettered_and_keeps_going(
 
 def _dead_letters(settings: ServiceSettings, camera_id: str) -> list[DeadLetter]:
     topic = dead_letter_topic(FRAMES_DECODED)
-    values = asyncio.run(_read_keyed(settings, topic, camera_id.encode()))
+    values = asyncio.run(read_keyed(settings, topic, camera_id.encode()))
     return [DeadLetter.model_validate_json(v) for v in values]
 
 
@@ -226,7 +198,7 @@ def test_detector_when_threshold_changed_then_next_frames_use_it_without_restart
     camera = f"{client_id}-cam"
     services.start("detector")
     asyncio.run(publish_frames(settings, client_id, vtest_frames[:5]))
-    wait_for(lambda: len(_detections_for(settings, camera)) == 5, 120, "5 frames")
+    wait_for(lambda: len(detections_for(settings, camera)) == 5, 120, "5 frames")
     # when the threshold is raised to 1.0 in Postgres (cache invalidated by the store)
     store = ConfigStore(settings.postgres, settings.redis)
     store.put_client_config(
@@ -238,9 +210,9 @@ def test_detector_when_threshold_changed_then_next_frames_use_it_without_restart
         )
     )
     asyncio.run(publish_frames(settings, client_id, vtest_frames[5:10], first_seq=5))
-    wait_for(lambda: len(_detections_for(settings, camera)) == 10, 120, "10 frames")
+    wait_for(lambda: len(detections_for(settings, camera)) == 10, 120, "10 frames")
     # then frames before the change have persons, frames after have nothing >= 1.0
-    events = {e.frame_seq: e for e in _detections_for(settings, camera)}
+    events = {e.frame_seq: e for e in detections_for(settings, camera)}
     assert all(len(events[s].detections) > 0 for s in range(5))
     assert all(len(events[s].detections) == 0 for s in range(5, 10))
     assert services.running[0].alive(), "applied without restarting the detector"

@@ -29,7 +29,7 @@ from vidpipe.events import (
 from vidpipe.modelref import ModelSelector
 from vidpipe.topics import DETECTIONS, FRAMES_DECODED, METRICS
 from vidpipe_ml.cache import ModelUnavailable
-from vidpipe_ml.inference import LoadedModel
+from vidpipe_ml.inference import InferenceFailed, LoadedModel
 
 MODEL = ModelRef(name="fixed", version="1")
 
@@ -61,9 +61,17 @@ class FakeConfigs:
         return self.configs.get(client_id)
 
 
+class RefusingServer(torch.nn.Module):
+    """A model whose backend refuses every batch for good (a model server without it)."""
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        raise InferenceFailed("model server 10.0.0.9:8081 refused models:/fixed/1: NOT_FOUND")
+
+
 class FakeModels:
-    def __init__(self, available: bool = True) -> None:
+    def __init__(self, available: bool = True, module: torch.nn.Module | None = None) -> None:
         self.available = available
+        self.module = module or FixedBoxes()
 
     def resolve(self, selector: ModelSelector) -> ModelRef:
         if not self.available:
@@ -71,7 +79,7 @@ class FakeModels:
         return MODEL
 
     def get(self, ref: ModelRef) -> LoadedModel:
-        return LoadedModel(ref=ref, module=FixedBoxes(), labels=tuple(FixedBoxes.labels))
+        return LoadedModel(ref=ref, module=self.module, labels=tuple(FixedBoxes.labels))
 
 
 def jpeg(width: int = 64, height: int = 48) -> bytes:
@@ -208,6 +216,23 @@ async def test_handle_batch_when_model_missing_then_dead_lettered() -> None:
     assert letter.error_type == "model_unavailable"
     assert "models:/fixed@production" in letter.reason
     assert producer.on(DETECTIONS) == []
+
+
+async def test_handle_batch_when_backend_refuses_batch_then_frames_dead_lettered() -> None:
+    # given a backend that refuses for good (not a transient outage: that is retried)
+    store, producer = FakeStore(), FakeProducer()
+    records = stored_frames(store, frame_event(0), frame_event(1))
+    service = make_service(store, producer, models=FakeModels(module=RefusingServer()))
+    # when a batch arrives
+    await service.handle_batch(records)
+    # then each frame is dead-lettered with the server's reason, nothing is published
+    letters = dead_letters(producer)
+    assert [letter.error_type for letter in letters] == ["inference_failed"] * 2
+    assert "NOT_FOUND" in letters[0].reason
+    assert producer.on(DETECTIONS) == []
+    assert store.objects.keys() == {
+        (r.image.bucket, r.image.key) for r in (frame_event(0), frame_event(1))
+    }
 
 
 async def test_handle_batch_when_frame_over_age_budget_then_dropped_and_counted() -> None:
