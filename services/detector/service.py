@@ -23,6 +23,7 @@ from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Histogram
 
 from services.detector.filters import apply_client_config
+from services.detector.priority import InferenceGate
 from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher, Rejected
 from vidpipe.configstore import ClientConfig
@@ -94,6 +95,7 @@ class DetectorService:
         batch_size: int,
         fetch_concurrency: int = 16,
         max_frame_age_ms: int | None = None,
+        gate: InferenceGate | None = None,
     ) -> None:
         self._store = store
         self._configs = configs
@@ -104,6 +106,8 @@ class DetectorService:
         self._batch_size = batch_size
         self._fetch_slots = asyncio.Semaphore(fetch_concurrency)
         self._max_age_ms = max_frame_age_ms
+        #: shared with the on-demand requests, which go first
+        self._gate = gate or InferenceGate()
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
@@ -223,9 +227,10 @@ class DetectorService:
     async def _detect_chunk(self, items: list[_Work]) -> list[Awaitable[Any]]:
         model = items[0].model
         images = [w.image for w in items if w.image is not None]
-        started = time.perf_counter()
-        raw = await asyncio.to_thread(detect_batch, model, images, self._device)
-        inference_s = time.perf_counter() - started
+        async with self._gate.normal():
+            started = time.perf_counter()
+            raw = await asyncio.to_thread(detect_batch, model, images, self._device)
+            inference_s = time.perf_counter() - started
         INFERENCE_SECONDS.labels(f"{model.ref.name}/{model.ref.version}").observe(inference_s)
         detected = [apply_client_config(d, w.config) for d, w in zip(raw, items, strict=True)]
         annotations = [keys.annotation(w.frame) for w in items]
