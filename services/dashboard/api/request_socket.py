@@ -136,7 +136,7 @@ class RequestSocket:
             raise Invalid(f"nothing received within {HELLO_TIMEOUT_S:.0f} s") from exc
         if message["type"] == "websocket.disconnect":
             raise _Gone
-        return message
+        return dict(message)
 
     async def _start(self) -> str:
         """Read what the client asks for; the id of the request to follow."""
