@@ -73,9 +73,7 @@ def check_image(data: bytes, limits: Limits) -> CheckedImage:
     if not data:
         raise ImageRejected("the image is empty")
     if len(data) > limits.max_bytes:
-        raise ImageRejected(
-            f"the image has {len(data)} bytes; the limit is {limits.max_bytes}", status=413
-        )
+        raise ImageRejected(f"the image has more than {limits.max_bytes} bytes", status=413)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

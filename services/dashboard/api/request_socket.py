@@ -36,6 +36,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import anyio.to_thread
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -124,6 +125,11 @@ class RequestSocket:
         watcher = asyncio.create_task(self._watch())
         try:
             await self._follow(request_id)
+        except asyncio.CancelledError:
+            # the server dropped the connection (shutdown, or a test client): not delivered
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._interrupt, request_id)
+            raise
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
