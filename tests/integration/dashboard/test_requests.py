@@ -31,14 +31,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
-from infra.local.media import fetch_vtest
 from services.dashboard.app import create_app
 from services.dashboard.settings import DashboardSettings
 from tests.integration.dashboard.conftest import (
     GENEROUS,
     Tenant,
     bearer,
-    free_port,
     objects,
     resources,
 )
@@ -53,29 +51,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 WS = "/api/v1/requests/ws"
-
-
-@pytest.fixture(scope="module")
-def vtest_jpeg() -> bytes:
-    """Frame 20 of vtest.avi (768x576, several pedestrians) as JPEG."""
-    cap = cv2.VideoCapture(str(fetch_vtest(REPO / "var" / "assets")))
-    for _ in range(20):
-        ok, image = cap.read()
-        assert ok
-    cap.release()
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok
-    return buf.tobytes()
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack: None, model_version: str) -> Iterator[Services]:
-    """A detector and a renderer, consuming requests (and frames) until the module ends."""
-    running = Services()
-    running.start("detector", VIDPIPE_METRICS_PORT=str(free_port()))
-    running.start("renderer", VIDPIPE_METRICS_PORT=str(free_port()))
-    yield running
-    running.stop_all()
 
 
 @pytest.fixture(autouse=True)
