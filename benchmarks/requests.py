@@ -59,7 +59,7 @@ STEPS = ("created", "processing", "processed", "finished")
 
 def vtest_frames(count: int) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(fetch_vtest(ASSETS)))
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) < count:
         ok, image = cap.read()
         assert ok, "vtest.avi ended early"

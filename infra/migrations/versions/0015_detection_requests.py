@@ -63,7 +63,15 @@ def upgrade() -> None:
             name="ck_detection_requests_alias_xor_version",
         ),
         sa.CheckConstraint(
-            "(processing_at IS NULL OR processing_at >= created_at) AND (processed_at IS NULL OR (processing_at IS NOT NULL AND processed_at >= processing_at)) AND (finished_at IS NULL OR (processed_at IS NOT NULL AND finished_at >= processed_at)) AND (failed_at IS NULL OR (processed_at IS NULL AND failed_at >= created_at AND failed_at >= COALESCE(processing_at, created_at))) AND (interrupted_at IS NULL OR (finished_at IS NULL AND failed_at IS NULL AND interrupted_at >= GREATEST(created_at, processing_at, processed_at)))",
+            "(processing_at IS NULL OR processing_at >= created_at)"
+            " AND (processed_at IS NULL OR (processing_at IS NOT NULL"
+            " AND processed_at >= processing_at))"
+            " AND (finished_at IS NULL OR (processed_at IS NOT NULL"
+            " AND finished_at >= processed_at))"
+            " AND (failed_at IS NULL OR (processed_at IS NULL AND failed_at >= created_at"
+            " AND failed_at >= COALESCE(processing_at, created_at)))"
+            " AND (interrupted_at IS NULL OR (finished_at IS NULL AND failed_at IS NULL"
+            " AND interrupted_at >= GREATEST(created_at, processing_at, processed_at)))",
             name="ck_detection_requests_timestamps_ordered",
         ),
         sa.CheckConstraint(

@@ -137,7 +137,7 @@ def test_request_when_posted_with_api_key_then_socket_delivers_person_boxes_and_
     assert result["render_url"], "the renderer's annotated image is linked"
     rendered = httpx.get(result["render_url"]).content
     image = cv2.imdecode(np.frombuffer(rendered, np.uint8), cv2.IMREAD_COLOR)
-    assert image.shape == (576, 768, 3)
+    assert image is not None and image.shape == (576, 768, 3)
     row = stored(app, request_id)
     assert row.finished_at is not None and row.interrupted_at is None
     assert_ordered(row)
@@ -292,6 +292,7 @@ def test_request_when_png_sent_as_jpeg_then_sniffed_and_stored_as_jpeg(
     tenant = tenant_factory()
     client = bearer(app, tenant.api_key)
     frame = cv2.imdecode(np.frombuffer(vtest_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None
     png = cv2.imencode(".png", frame)[1].tobytes()
 
     response = client.post("/api/v1/requests", files={"image": ("x.jpg", png, "image/jpeg")})
@@ -412,7 +413,7 @@ def test_request_timestamps_when_written_out_of_order_then_database_refuses(
             )
         )
         conn.commit()
-        bad = [
+        bad: list[dict[str, Any]] = [
             {"processed_at": sa.func.now()},  # processed, never processing
             {"finished_at": sa.func.now()},  # finished, never processed
             {"processing_at": sa.text("now() - interval '1 hour'")},  # before created

@@ -29,11 +29,8 @@ def test_check_image_when_jpeg_then_kept_as_sent() -> None:
 def test_check_image_when_png_or_webp_then_reencoded_as_jpeg(ext: str) -> None:
     checked = check_image(encoded(ext), LIMITS)
     assert checked.jpeg[:3] == b"\xff\xd8\xff"
-    assert cv2.imdecode(np.frombuffer(checked.jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (
-        48,
-        64,
-        3,
-    )
+    decoded = cv2.imdecode(np.frombuffer(checked.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None and decoded.shape == (48, 64, 3)
 
 
 @pytest.mark.parametrize(

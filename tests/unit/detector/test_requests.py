@@ -70,7 +70,7 @@ def make(ledger: FakeLedger, store: FakeStore, producer: FakeProducer) -> Reques
         ledger,
         FakeModels(),
         producer,
-        DeadLetterPublisher(producer, "detector"),  # type: ignore[arg-type]
+        DeadLetterPublisher(producer, "detector"),
         torch.device("cpu"),
         InferenceGate(),
     )

@@ -148,11 +148,13 @@ async def test_renderer_when_request_processed_then_annotated_image_stored_at_re
         created_ts_ns=time.time_ns(),
         processed_ts_ns=time.time_ns(),
     )
-    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))  # type: ignore[arg-type]
+    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))
 
     await service.handle_batch([record(REQUESTS_DONE, encode_event(event))])
 
     render = keys.request_render("acme", request_id)
     drawn = cv2.imdecode(np.frombuffer(store.objects[(render.bucket, render.key)], np.uint8), 1)
-    assert drawn.shape == (48, 64, 3) and drawn[4, 20].max() > 100  # the box edge is bright
+    assert (
+        drawn is not None and drawn.shape == (48, 64, 3) and drawn[4, 20].max() > 100
+    )  # the box edge is bright
     assert producer.on(METRICS) == []  # a request is no camera frame: no frame metrics
