@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import psycopg
@@ -49,6 +49,7 @@ from vidpipe_ml.catalog import ModelNotFound
 log = logging.getLogger(__name__)
 _T = detection_requests.c
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RequestOptions(BaseModel):
@@ -367,7 +368,8 @@ def list_requests(
 ) -> RequestPage:
     """Requests of ``client_id`` (None: every client, for a superadmin), newest first.
 
-    ``before`` is a page's ``next_before`` (``<created_at ISO>~<request_id>``).
+    ``before`` is a page's ``next_before`` (``<created_at, µs since the epoch>~<request_id>``:
+    URL-safe as it is).
 
     Raises:
         Invalid: a malformed ``before``.
@@ -377,15 +379,17 @@ def list_requests(
         query = query.where(_T.client_id == client_id)
     if before is not None:
         stamp, _, last_id = before.partition("~")
-        try:
-            at = datetime.fromisoformat(stamp)
-        except ValueError as exc:
-            raise Invalid("before: not a next_before value", field="before") from exc
+        if not stamp.isdigit() or len(stamp) > 18:
+            raise Invalid("before: not a next_before value", field="before")
+        at = _EPOCH + timedelta(microseconds=int(stamp))
         query = query.where(sa.tuple_(_T.created_at, _T.request_id) < sa.tuple_(at, last_id))
     rows = conn.execute(
         query.order_by(_T.created_at.desc(), _T.request_id.desc()).limit(limit + 1)
     ).all()
     items = [out(ledger.record_of(r)) for r in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
-    cursor = None if last is None else f"{last.created_at.isoformat()}~{last.request_id}"
+    cursor = None
+    if last is not None:
+        micros = (last.created_at - _EPOCH) // timedelta(microseconds=1)
+        cursor = f"{micros}~{last.request_id}"
     return RequestPage(items=items, next_before=cursor)

@@ -479,3 +479,25 @@ def test_request_when_image_url_then_fetched_only_where_the_url_policy_allows(
     assert fetched.status_code == 202, fetched.text
     body = fetched.json()
     assert (body["source"], body["width"], body["height"]) == ("url", 768, 576)
+
+
+def test_request_list_when_paged_then_newest_first_without_gaps_or_repeats(
+    app: FastAPI, tenant_factory: Callable[[], Tenant]
+) -> None:
+    tenant = tenant_factory()
+    client = bearer(app, tenant.api_key)
+    made = [
+        client.post("/api/v1/requests", files={"image": (f"{i}.jpg", b"nope %d" % i, "image/jpeg")})
+        for i in range(3)
+    ]
+    assert all(r.status_code == 422 for r in made)
+
+    first = client.get("/api/v1/requests?limit=2").json()
+    second = client.get(f"/api/v1/requests?limit=2&before={first['next_before']}").json()
+
+    ids = [r["request_id"] for r in first["items"] + second["items"]]
+    assert len(ids) == len(set(ids)) == 3
+    assert second["next_before"] is None
+    created = [r["timestamps"]["created"] for r in first["items"] + second["items"]]
+    assert created == sorted(created, reverse=True)
+    assert client.get("/api/v1/requests?before=garbage").status_code == 422
