@@ -251,7 +251,7 @@ class RequestSocket:
                 record = await anyio.to_thread.run_sync(self._load, request_id)
                 if record.state != last:
                     last = record.state
-                    if record.state not in ("processed", "finished"):
+                    if record.state != "finished":  # delivery says finished itself
                         await self._state(record)
                 if record.state in ("processed", "finished"):
                     await self._deliver(record)
