@@ -16,7 +16,7 @@ Phases, one request at a time:
 Baseline: ``model_alone_ms``, the detection call alone on the same image in this process
 (the detector's inference path, default backend), and the idle phase for the streaming one.
 
-Usage: ``python benchmarks/requests.py [--requests 30]`` after ``vidpipe up``.
+Usage: ``python benchmarks/request_latency.py [--requests 30]`` after ``vidpipe up``.
 """
 
 from __future__ import annotations
