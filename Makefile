@@ -58,6 +58,7 @@ test: up lint
 bench: up
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/request_latency.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -270,6 +270,74 @@ model_promotions = sa.Table(
 )
 
 
+#: The lifecycle of an on-demand request, in order; each is a timestamp, NULL until reached.
+#: ``failed`` (with ``failure_reason``) and ``interrupted`` end a request early.
+REQUEST_STEPS = ("created", "processing", "processed", "finished", "failed", "interrupted")
+
+detection_requests = sa.Table(
+    "detection_requests",
+    metadata,
+    sa.Column("request_id", sa.Text(), primary_key=True),  # uuid4 hex, vidpipe.ids
+    _client_fk("detection_requests"),
+    # who asked: a user's e-mail or "key:<name>"
+    sa.Column("created_by", sa.Text(), nullable=True),
+    sa.Column("source", sa.Text(), nullable=False),  # 'upload' or 'url'
+    sa.Column("image_bytes", sa.Integer(), nullable=True),
+    sa.Column("width", sa.Integer(), nullable=True),
+    sa.Column("height", sa.Integer(), nullable=True),
+    sa.Column("model_name", sa.Text(), nullable=False),
+    sa.Column("model_alias", sa.Text(), nullable=True),
+    sa.Column("model_version", sa.Text(), nullable=True),
+    sa.Column("score_threshold", sa.Double(), nullable=False),
+    sa.Column(
+        "classes", postgresql.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'")
+    ),
+    # a retried POST with the same Idempotency-Key (and body) gets the same request
+    sa.Column("idempotency_key", sa.Text(), nullable=True),
+    sa.Column("body_sha256", sa.Text(), nullable=True),
+    # what the detector found: {"model": {name, version}, "detections": [...]}
+    sa.Column("result", postgresql.JSONB(), nullable=True),
+    sa.Column("failure_reason", sa.Text(), nullable=True),
+    _created(),
+    sa.Column("processing_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("interrupted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("source IN ('upload', 'url')", name="ck_detection_requests_source"),
+    sa.CheckConstraint(
+        "score_threshold >= 0 AND score_threshold <= 1",
+        name="ck_detection_requests_score_threshold_range",
+    ),
+    sa.CheckConstraint(
+        "(model_alias IS NULL) <> (model_version IS NULL)",
+        name="ck_detection_requests_alias_xor_version",
+    ),
+    # Timestamps in lifecycle order: each step only after the one before it; failed and
+    # interrupted end a request (nothing after them) and exclude each other and finished.
+    sa.CheckConstraint(
+        "(processing_at IS NULL OR processing_at >= created_at)"
+        " AND (processed_at IS NULL OR (processing_at IS NOT NULL"
+        " AND processed_at >= processing_at))"
+        " AND (finished_at IS NULL OR (processed_at IS NOT NULL"
+        " AND finished_at >= processed_at))"
+        " AND (failed_at IS NULL OR (processed_at IS NULL AND failed_at >= created_at"
+        " AND failed_at >= COALESCE(processing_at, created_at)))"
+        " AND (interrupted_at IS NULL OR (finished_at IS NULL AND failed_at IS NULL"
+        " AND interrupted_at >= GREATEST(created_at, processing_at, processed_at)))",
+        name="ck_detection_requests_timestamps_ordered",
+    ),
+    sa.CheckConstraint(
+        "(failed_at IS NULL) = (failure_reason IS NULL)",
+        name="ck_detection_requests_failure_reason",
+    ),
+    sa.UniqueConstraint(
+        "client_id", "idempotency_key", name="uq_detection_requests_idempotency_key"
+    ),
+    sa.Index("ix_detection_requests_client_created", "client_id", "created_at"),
+)
+
+
 def create_engine(settings: PostgresSettings, pool_size: int = 4) -> sa.Engine:
     """A pooled engine on the libpq DSN (URL or ``key=value`` form); connects lazily.
 

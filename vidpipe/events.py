@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vidpipe.ids import ID_PATTERN
+from vidpipe.ids import ID_PATTERN, REQUEST_ID_PATTERN
 
 Id = str
 
@@ -121,6 +121,51 @@ class FrameMetrics(FrameRef):
     mean_score: float | None = None
     dropped: bool = False
     drop_reason: str | None = None
+
+
+class DetectionRequested(_Frozen):
+    """An on-demand request waits for the detector. Topic ``requests.v1``, key = request_id.
+
+    The image is stored (JPEG) and the request's row exists in Postgres before this is
+    published; ``model_*`` select the registry model (exactly one of alias or version),
+    ``score_threshold`` and ``classes`` filter its detections (empty: every class).
+    """
+
+    schema_version: Literal[1] = 1
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN)
+    client_id: Id = Field(pattern=ID_PATTERN)
+    image: ObjectRef
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+    model_name: str = Field(min_length=1)
+    model_alias: str | None = None
+    model_version: str | None = None
+    score_threshold: float = Field(ge=0.0, le=1.0)
+    classes: tuple[str, ...] = ()
+    created_ts_ns: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> DetectionRequested:
+        if (self.model_alias is None) == (self.model_version is None):
+            raise ValueError("set exactly one of model_alias or model_version")
+        return self
+
+
+class RequestProcessed(_Frozen):
+    """The detector stored a request's detections (and marked it ``processed``); the renderer
+    draws them. Topic ``requests.done.v1``, key = request_id."""
+
+    schema_version: Literal[1] = 1
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN)
+    client_id: Id = Field(pattern=ID_PATTERN)
+    image: ObjectRef
+    annotations: ObjectRef
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    model: ModelRef
+    detections: tuple[Detection, ...]
+    created_ts_ns: int = Field(gt=0)
+    processed_ts_ns: int = Field(gt=0)
 
 
 class TrainingJobQueued(_Frozen):

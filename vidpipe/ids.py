@@ -28,3 +28,7 @@ def check_id(value: str, what: str = "id") -> str:
     if not is_valid_id(value):
         raise ValueError(f"{what} {value!r} is invalid: {ID_RULE}")
     return value
+
+
+#: An on-demand request's id: a random UUID as 32 lowercase hex digits (``uuid4().hex``).
+REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"

@@ -7,15 +7,20 @@ instead of duplicating::
     annotations/{client}/{camera}/{seq}.json      its detections (detector)
     renders/{client}/{camera}/{seq}.jpg           the annotated frame (renderer)
     renders/{client}/{camera}/clips/{n:06d}.mp4   clip segment n (renderer)
+    requests/{client}/{request}.jpg               an on-demand request's image (dashboard)
+    requests/{client}/{request}.json              its detections (detector)
+    requests/{client}/{request}.render.jpg        its annotated image (renderer)
 
 Buckets are named in :mod:`vidpipe.topics`; everything of one camera lies under
-:func:`camera_prefix`, which is what retention, deletion and listing use.
+:func:`camera_prefix`, which is what retention, deletion and listing use; everything of a
+client's requests under :func:`requests_prefix` in their own bucket (a request id cannot be
+mistaken for a camera's frame).
 """
 
 from __future__ import annotations
 
 from vidpipe.events import FrameRef, ObjectRef
-from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET
+from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, RENDERS_BUCKET, REQUESTS_BUCKET
 
 CLIPS_DIR = "clips"
 
@@ -63,3 +68,25 @@ def parse_seq(key: str, prefix: str, suffix: str) -> int | None:
         return None
     stem = key[len(prefix) : len(key) - len(suffix)]
     return int(stem) if stem.isdigit() else None
+
+
+def requests_prefix(client_id: str) -> str:
+    """``client/``: the prefix of every object of a client's requests (requests bucket)."""
+    return f"{client_id}/"
+
+
+def request_image(client_id: str, request_id: str) -> ObjectRef:
+    """Where the dashboard stores a request's image (JPEG)."""
+    return ObjectRef(bucket=REQUESTS_BUCKET, key=f"{requests_prefix(client_id)}{request_id}.jpg")
+
+
+def request_annotation(client_id: str, request_id: str) -> ObjectRef:
+    """Where the detector stores a request's annotation document (JSON)."""
+    return ObjectRef(bucket=REQUESTS_BUCKET, key=f"{requests_prefix(client_id)}{request_id}.json")
+
+
+def request_render(client_id: str, request_id: str) -> ObjectRef:
+    """Where the renderer stores a request's annotated image (JPEG)."""
+    return ObjectRef(
+        bucket=REQUESTS_BUCKET, key=f"{requests_prefix(client_id)}{request_id}.render.jpg"
+    )

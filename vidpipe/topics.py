@@ -12,6 +12,9 @@ FRAMES_DECODED = "frames.decoded.v1"
 DETECTIONS = "detections.v1"
 METRICS = "metrics.v1"
 TRAINING_JOBS = "training.jobs.v1"
+#: On-demand detection requests (key = request id) and their completions (key = request id).
+REQUESTS = "requests.v1"
+REQUESTS_DONE = "requests.done.v1"
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -35,6 +38,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(METRICS, 2),
     TopicSpec(dead_letter_topic(METRICS), 1),
     TopicSpec(TRAINING_JOBS, 1),
+    # Requests have their own topic, so none waits behind a camera's backlog in a partition
+    # (see services/detector/requests.py for how the detector gives them priority).
+    TopicSpec(REQUESTS, 2),
+    TopicSpec(dead_letter_topic(REQUESTS), 1),
+    TopicSpec(REQUESTS_DONE, 2),
+    TopicSpec(dead_letter_topic(REQUESTS_DONE), 1),
 )
 
 FRAMES_BUCKET = "frames"
@@ -42,6 +51,8 @@ ANNOTATIONS_BUCKET = "annotations"
 RENDERS_BUCKET = "renders"
 DATASETS_BUCKET = "datasets"
 MLFLOW_BUCKET = "mlflow"
+#: Uploaded images of on-demand requests, their annotations and renders (``{client}/...``).
+REQUESTS_BUCKET = "requests"
 #: Durable storage of the local Kafka-API broker (Tansu) lives in the S3 server too.
 BROKER_BUCKET = "tansu"
 
@@ -52,4 +63,5 @@ BUCKETS: tuple[str, ...] = (
     DATASETS_BUCKET,
     MLFLOW_BUCKET,
     BROKER_BUCKET,
+    REQUESTS_BUCKET,
 )

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.dashboard import errors_http
-from services.dashboard.api import api_router
+from services.dashboard.api import api_router, socket_router
 from services.dashboard.deps import CurrentUser
 from services.dashboard.pages import page_router
 from services.dashboard.resources import STATIC_DIR, Resources
@@ -48,6 +48,7 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     errors_http.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(api_router)
+    app.include_router(socket_router)
     app.include_router(page_router)
 
     @app.get("/health", tags=["public"], summary="Liveness")

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from services.dashboard import auth
 from services.dashboard.auth import Principal, Role
@@ -37,12 +38,23 @@ def get_connection(resources: ResourcesDep) -> Iterator[sa.Connection]:
 SessionDep = Annotated[sa.Connection, Depends(get_connection)]
 
 
-def client_address(request: Request) -> str:
+def client_address(request: HTTPConnection) -> str:
     """The caller's address (behind a trusted proxy, the one it forwarded)."""
     return request.client.host if request.client else "unknown"
 
 
 def _authenticate(request: Request, conn: SessionDep, resources: ResourcesDep) -> Principal:
+    return authenticate(request, conn, resources)
+
+
+def authenticate(request: HTTPConnection, conn: sa.Connection, resources: Resources) -> Principal:
+    """The caller of an HTTP request or a websocket: an API key (``Authorization: Bearer``),
+    else the session cookie's user.
+
+    Raises:
+        NotAuthenticated: neither, or a bad or revoked key, or a disabled user.
+        TooManyRequests: the address failed too many key checks lately.
+    """
     token = auth.bearer_token(request.headers.get("authorization"))
     if token is not None:
         address = client_address(request)

@@ -33,6 +33,18 @@ class Conflict(DashboardError):
     status = 409
 
 
+class TimedOut(DashboardError):
+    """What was asked for did not happen in time (a request's result)."""
+
+    status = 408
+
+
+class TooLarge(DashboardError):
+    """More bytes than a limit allows."""
+
+    status = 413
+
+
 class Invalid(DashboardError):
     status = 422
 

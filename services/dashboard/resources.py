@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from fastapi.templating import Jinja2Templates
 from redis import Redis
 
+from services.dashboard.publisher import EventPublisher
 from services.dashboard.sessions import SessionStore
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.throttle import LiveSlots, Throttle
@@ -40,6 +41,8 @@ class Resources:
     throttle: Throttle
     live_slots: LiveSlots
     redis: Redis
+    #: Kafka events of on-demand requests (connects on first use)
+    publisher: EventPublisher
 
     @classmethod
     def build(cls, settings: DashboardSettings) -> Resources:
@@ -64,9 +67,11 @@ class Resources:
             throttle=Throttle(settings),
             live_slots=LiveSlots(redis, settings.live_streams_per_user, LIVE_MAX_S + 60),
             redis=redis,
+            publisher=EventPublisher(settings.kafka),
         )
 
     def close(self) -> None:
+        self.publisher.close()
         self.engine.dispose()
         self.configs.close()
         self.redis.close()

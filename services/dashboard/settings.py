@@ -14,6 +14,9 @@ from vidpipe.jobs import JobQuota
 from vidpipe.settings import ServiceSettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+#: the largest body ``POST /api/v1/requests`` reads (an image plus its form fields); the
+#: image limit itself is ``request_max_bytes``
+REQUEST_BODY_CEILING = 64 * 1024 * 1024
 
 
 class DashboardSettings(ServiceSettings):
@@ -46,13 +49,38 @@ class DashboardSettings(ServiceSettings):
         description="calls per user or key of routes that list storage or the registry",
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest request body")
+    request_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=REQUEST_BODY_CEILING - 65536,
+        description="largest image of an on-demand request (bytes as sent)",
+    )
+    request_max_pixels: int = Field(
+        default=40_000_000, ge=1, description="largest image of a request, width x height"
+    )
+    limit_requests_client: str = Field(
+        default="120/minute", description="on-demand detection requests per client"
+    )
+    request_poll_s: float = Field(
+        default=0.05, gt=0, le=5, description="how often a request's socket checks its state"
+    )
+    request_wait_s: float = Field(
+        default=120, gt=0, le=3600, description="longest a socket waits for a request's result"
+    )
+    request_render_wait_s: float = Field(
+        default=5, ge=0, le=60, description="longest a result waits for its annotated image"
+    )
     max_active_jobs: int = Field(default=3, ge=1, description="queued + running jobs per client")
     max_job_image_epochs: int = Field(
         default=500_000, ge=1, description="epochs x training images of one job"
     )
 
     @field_validator(
-        "limit_login_account", "limit_login_ip", "limit_bad_keys_ip", "limit_expensive"
+        "limit_login_account",
+        "limit_login_ip",
+        "limit_bad_keys_ip",
+        "limit_expensive",
+        "limit_requests_client",
     )
     @classmethod
     def _rate(cls, value: str) -> str:

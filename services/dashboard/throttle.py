@@ -6,6 +6,7 @@ replica shares them) and a bound on concurrent live streams per caller.
 - API keys: failed authentications per client address; once over, even a valid key from
   that address waits (the lookup is not run);
 - expensive routes (listing storage or the registry, queuing jobs): calls per user or key;
+- on-demand detection requests: per client (all its users and keys together);
 - live streams: at most N open per user or key (a Redis sorted set of open streams, each
   forgotten after the longest a stream lasts, should a process die holding one).
 
@@ -49,6 +50,7 @@ class Throttle:
         self._login_ip = parse(settings.limit_login_ip)
         self._bad_keys_ip = parse(settings.limit_bad_keys_ip)
         self._expensive = parse(settings.limit_expensive)
+        self._requests = parse(settings.limit_requests_client)
 
     def _hit(self, item: RateLimitItem, what: str, *keys: str) -> None:
         if self._limiter.hit(item, what, *keys):
@@ -77,6 +79,11 @@ class Throttle:
     def expensive(self, principal: Principal) -> None:
         """Count a call of an expensive route. Raises TooManyRequests over the limit."""
         self._hit(self._expensive, "expensive", caller_key(principal))
+
+    def detection_request(self, client_id: str) -> None:
+        """Count an on-demand request of ``client_id``. Raises TooManyRequests over the
+        limit."""
+        self._hit(self._requests, "detection", client_id)
 
 
 class LiveSlots:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import torch
 
+from services.detector.priority import InferenceGate
+from services.detector.requests import PostgresLedger, RequestService
 from services.detector.service import DetectorService
 from services.detector.settings import DetectorSettings
+from vidpipe.bus import consume_batches, make_consumer
 from vidpipe.configstore import ConfigStore
+from vidpipe.db import create_engine
 from vidpipe.latest import LatestFrames
 from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
-from vidpipe.topics import FRAMES_DECODED
+from vidpipe.topics import FRAMES_DECODED, REQUESTS
 from vidpipe_ml.cache import ModelCache, ModelUnavailable, RemoteTarget
 
 log = logging.getLogger("services.detector")
@@ -66,8 +71,11 @@ def wiring(settings: DetectorSettings) -> Wiring:
         )
         context.exit_stack.callback(models.close)
         await asyncio.to_thread(preload, models, settings.preload_models)
+        store = ObjectStore(settings.s3, max_connections=settings.fetch_concurrency * 2)
+        gate = InferenceGate()
+        await serve_requests(settings, context, store, models, device, gate)
         service = DetectorService(
-            store=ObjectStore(settings.s3, max_connections=settings.fetch_concurrency * 2),
+            store=store,
             configs=configs,
             models=models,
             producer=context.producer,
@@ -77,11 +85,60 @@ def wiring(settings: DetectorSettings) -> Wiring:
             fetch_concurrency=settings.fetch_concurrency,
             max_frame_age_ms=settings.max_frame_age_ms,
             latest=latest,
+            gate=gate,
         )
         log.info("detector on %s", device, extra={"device": str(device)})
         return Wired(service.handle_batch)
 
     return wire
+
+
+async def serve_requests(
+    settings: DetectorSettings,
+    context: ConsumerContext,
+    store: ObjectStore,
+    models: ModelCache,
+    device: torch.device,
+    gate: InferenceGate,
+) -> None:
+    """Consume on-demand requests in a loop of their own (own group, own commits) next to
+    the frames (see :mod:`services.detector.requests` for why); a failure there stops the
+    process like one in the frame loop."""
+    engine = create_engine(settings.postgres, pool_size=2)
+    context.exit_stack.callback(engine.dispose)
+    service = RequestService(
+        store, PostgresLedger(engine), models, context.producer, context.dead_letters, device, gate
+    )
+    consumer = make_consumer(
+        settings.kafka,
+        settings.requests_group_id,
+        REQUESTS,
+        max_poll_records=settings.requests_max_records,
+    )
+    await consumer.start()
+
+    async def loop() -> None:
+        try:
+            await consume_batches(
+                consumer,
+                service.handle_batch,
+                context.stop,
+                max_records=settings.requests_max_records,
+                timeout_ms=200,
+            )
+        finally:
+            context.stop.set()  # the frame loop ends too: the process restarts whole
+
+    task = asyncio.create_task(loop())
+
+    async def finish() -> None:
+        context.stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+
+    context.exit_stack.push_async_callback(finish)
+    log.info("requests consumer started", extra={"group": settings.requests_group_id})
 
 
 def main(settings: DetectorSettings | None = None) -> None:

@@ -25,6 +25,7 @@ from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Histogram
 
 from services.detector.filters import apply_client_config
+from services.detector.priority import InferenceGate
 from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher, Rejected
 from vidpipe.configstore import ClientConfig
@@ -112,6 +113,7 @@ class DetectorService:
         fetch_concurrency: int = 16,
         max_frame_age_ms: int | None = None,
         latest: LatestPointer | None = None,
+        gate: InferenceGate | None = None,
     ) -> None:
         self._store = store
         self._configs = configs
@@ -125,6 +127,8 @@ class DetectorService:
         #: seconds of model time per image of each model's last chunks (newest last)
         self._per_image_s: dict[ModelRef, deque[float]] = {}
         self._latest = latest
+        #: shared with the on-demand requests, which go first
+        self._gate = gate or InferenceGate()
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
@@ -283,13 +287,14 @@ class DetectorService:
         good (:class:`InferenceFailed`) is dead-lettered frame by frame."""
         model = items[0].model
         images = [w.image for w in items if w.image is not None]
-        started = time.perf_counter()
-        try:
-            raw = await asyncio.to_thread(detect_batch, model, images, self._device)
-        except InferenceFailed as exc:
-            rejected += [Rejected(w.record, str(exc), "inference_failed") for w in items]
-            return []
-        inference_s = time.perf_counter() - started
+        async with self._gate.normal():
+            started = time.perf_counter()
+            try:
+                raw = await asyncio.to_thread(detect_batch, model, images, self._device)
+            except InferenceFailed as exc:
+                rejected += [Rejected(w.record, str(exc), "inference_failed") for w in items]
+                return []
+            inference_s = time.perf_counter() - started
         per_image = inference_s / len(images)
         self._per_image_s.setdefault(model.ref, deque(maxlen=PER_IMAGE_WINDOW)).append(per_image)
         INFERENCE_SECONDS.labels(f"{model.ref.name}/{model.ref.version}").observe(inference_s)

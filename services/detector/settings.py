@@ -51,6 +51,11 @@ class DetectorSettings(ServiceSettings):
         description="model references loaded before consuming, so the first frames do not "
         "wait for a model load (and age past their budget)",
     )
+    requests_group_id: str = Field(
+        default="detector-requests",
+        description="consumer group of on-demand requests (requests.v1), polled by its own loop",
+    )
+    requests_max_records: int = Field(default=8, ge=1, le=64, description="requests per batch")
     metrics_port: int | None = Field(default=9102, description="Prometheus /metrics port")
 
     @model_validator(mode="after")

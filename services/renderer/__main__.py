@@ -10,7 +10,7 @@ from services.renderer.settings import RendererSettings
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
 from vidpipe.runtime import limit_malloc_arenas
-from vidpipe.topics import DETECTIONS
+from vidpipe.topics import DETECTIONS, REQUESTS_DONE
 
 
 async def _flush_idle_clips(service: RendererService, idle_s: float, stop: asyncio.Event) -> None:
@@ -48,7 +48,7 @@ def wiring(settings: RendererSettings) -> Wiring:
 def main(settings: RendererSettings | None = None) -> None:
     limit_malloc_arenas()
     settings = settings or RendererSettings()
-    spec = ConsumerSpec.of("renderer", (DETECTIONS,), settings)
+    spec = ConsumerSpec.of("renderer", (DETECTIONS, REQUESTS_DONE), settings)
     run_consumer(spec, settings, wiring(settings))
 
 

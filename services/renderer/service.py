@@ -7,6 +7,9 @@ overwrite. A clip is written when its camera moves on to a later segment, after
 ``clip_idle_s`` without frames, and on shutdown. It is assembled from the rendered frames
 this process holds plus any of the segment's renders already in S3 (rendered before a
 restart), so a restart mid-segment does not shorten the clip.
+
+On-demand requests (``RequestProcessed`` on ``requests.done.v1``) are drawn the same way and
+stored at :func:`vidpipe.keys.request_render`; they are single images, so no clip.
 """
 
 from __future__ import annotations
@@ -28,19 +31,23 @@ from services.renderer.draw import draw_detections
 from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher, Rejected
 from vidpipe.events import (
+    Detection,
     DetectionsProduced,
     FrameMetrics,
     FrameRef,
     InvalidEvent,
+    ObjectRef,
+    RequestProcessed,
     encode_event,
     parse_event,
 )
 from vidpipe.objectstore import ObjectNotFound
-from vidpipe.topics import METRICS, RENDERS_BUCKET
+from vidpipe.topics import METRICS, RENDERS_BUCKET, REQUESTS_DONE
 
 log = logging.getLogger(__name__)
 
 RENDERED = Counter("vidpipe_renderer_frames_total", "Frames rendered")
+REQUESTS_RENDERED = Counter("vidpipe_renderer_requests_total", "On-demand requests rendered")
 CLIPS = Counter("vidpipe_renderer_clips_total", "MP4 clips written")
 
 
@@ -52,6 +59,13 @@ class RenderStore(Protocol):
 
 class Producer(Protocol):
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Awaitable[Any]: ...
+
+
+class _Drawable(Protocol):
+    @property
+    def image(self) -> ObjectRef: ...
+    @property
+    def detections(self) -> tuple[Detection, ...]: ...
 
 
 @dataclass
@@ -86,6 +100,10 @@ class RendererService:
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
+        asked = [rec for rec in records if rec.topic == REQUESTS_DONE]
+        records = [rec for rec in records if rec.topic != REQUESTS_DONE]
+        # requests first: someone is waiting for each of them
+        await asyncio.gather(*(self._render_request(rec, rejected) for rec in asked))
         results = await asyncio.gather(*(self._render(rec, rejected) for rec in records))
         rendered = [r for r in results if r is not None]
         for event, jpeg in sorted(rendered, key=lambda r: r[0].frame_seq):
@@ -114,7 +132,27 @@ class RendererService:
         RENDERED.inc()
         return event, jpeg
 
-    def _draw(self, data: bytes, event: DetectionsProduced) -> bytes:
+    async def _render_request(
+        self, rec: ConsumerRecord[bytes, bytes], rejected: list[Rejected]
+    ) -> None:
+        try:
+            event = parse_event(RequestProcessed, rec.value or b"")
+            data = await self._store.aget(event.image.bucket, event.image.key)
+            jpeg = await asyncio.to_thread(self._draw, data, event)
+        except InvalidEvent as exc:
+            rejected.append(Rejected(rec, str(exc), "invalid_event"))
+            return
+        except ObjectNotFound as exc:
+            rejected.append(Rejected(rec, f"request image missing: {exc}", "missing_image"))
+            return
+        except ValueError as exc:
+            rejected.append(Rejected(rec, str(exc), "undecodable_image"))
+            return
+        ref = keys.request_render(event.client_id, event.request_id)
+        await self._store.aput(ref.bucket, ref.key, jpeg, "image/jpeg")
+        REQUESTS_RENDERED.inc()
+
+    def _draw(self, data: bytes, event: _Drawable) -> bytes:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"undecodable JPEG at s3://{event.image.bucket}/{event.image.key}")

@@ -121,11 +121,15 @@ def test_service_when_only_its_extra_installed_then_it_imports(
 #: what each vidpipe service may do in object storage: (bucket, action) pairs
 S3_NEEDS = {
     "decoder": {("frames", "s3:PutObject")},
-    "detector": {("frames", "s3:GetObject"), ("annotations", "s3:PutObject")},
+    "detector": {("frames", "s3:GetObject"), ("annotations", "s3:PutObject"),
+                 ("requests", "s3:GetObject"), ("requests", "s3:PutObject")},
     "renderer": {("frames", "s3:GetObject"), ("renders", "s3:GetObject"),
-                 ("renders", "s3:PutObject"), ("renders", "s3:ListBucket")},
-    "dashboard": {(b, "s3:GetObject") for b in ("frames", "annotations", "renders", "datasets")}
-    | {(b, "s3:ListBucket") for b in ("annotations", "renders", "datasets")},
+                 ("renders", "s3:PutObject"), ("renders", "s3:ListBucket"),
+                 ("requests", "s3:GetObject"), ("requests", "s3:PutObject")},
+    "dashboard": {(b, "s3:GetObject")
+                  for b in ("frames", "annotations", "renders", "datasets", "requests")}
+    | {(b, "s3:ListBucket") for b in ("annotations", "renders", "datasets")}
+    | {("requests", "s3:PutObject")},
     "trainer": {("datasets", "s3:GetObject"), ("datasets", "s3:ListBucket")},
 }  # fmt: skip
 

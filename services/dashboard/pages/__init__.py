@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.dashboard.pages import accounts, cameras, config, jobs, login, reports
+from services.dashboard.pages import accounts, cameras, config, jobs, login, reports, requests
 
 page_router = APIRouter(tags=["pages"])
-for module in (login, cameras, config, reports, jobs, accounts):
+for module in (login, cameras, config, reports, jobs, accounts, requests):
     page_router.include_router(module.router)

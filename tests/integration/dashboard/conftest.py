@@ -5,21 +5,28 @@ named by uuid."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from infra.local.media import fetch_vtest
 from services.dashboard import accounts
 from services.dashboard.accounts import ApiKeyIn, UserIn
 from services.dashboard.app import create_app
 from services.dashboard.auth import Principal, Role
 from services.dashboard.resources import Resources
 from services.dashboard.settings import DashboardSettings
+from tests.integration.pipeline.conftest import Services
 from tests.unit.trainer.synthetic import synthetic_scenes
 from vidpipe.cameras import CameraFields, UrlRules, create_camera
 from vidpipe.configstore import ClientConfig, ConfigStore
@@ -30,6 +37,7 @@ from vidpipe.settings import ServiceSettings
 from vidpipe.topics import ANNOTATIONS_BUCKET, DATASETS_BUCKET, RENDERS_BUCKET
 
 PASSWORD = "correct horse battery staple"
+REPO = Path(__file__).resolve().parents[3]
 ROLES = (Role.viewer, Role.operator, Role.admin)
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
@@ -53,11 +61,9 @@ def dashboard_settings(stack: None, stack_settings: ServiceSettings) -> Dashboar
 @pytest.fixture(scope="session")
 def model_version(stack: None, stack_settings: ServiceSettings) -> str:
     """``coco-centernet@production`` in the local registry (imported if absent)."""
-    from pathlib import Path
-
     from vidpipe_ml.registry import ensure_centernet
 
-    assets = Path(__file__).resolve().parents[3] / "var" / "assets" / "centernet"
+    assets = REPO / "var" / "assets" / "centernet"
     return ensure_centernet(stack_settings.mlflow.tracking_uri, weights_dir=assets)
 
 
@@ -247,3 +253,43 @@ def owned_model(app: FastAPI) -> Iterator[Callable[[str], str]]:
     yield make
     for name in made:
         delete_model(app, name)
+
+
+@pytest.fixture
+def base_url(app: FastAPI) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, in a thread."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def vtest_jpeg() -> bytes:
+    """Frame 20 of vtest.avi (768x576, several pedestrians) as JPEG."""
+    cap = cv2.VideoCapture(str(fetch_vtest(REPO / "var" / "assets")))
+    for _ in range(20):
+        ok, image = cap.read()
+        assert ok
+    cap.release()
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack: None, model_version: str) -> Iterator[Services]:
+    """A detector and a renderer as processes, consuming requests (and frames) until the
+    module ends (on free metrics ports)."""
+    running = Services()
+    running.start("detector", VIDPIPE_METRICS_PORT=str(free_port()))
+    running.start("renderer", VIDPIPE_METRICS_PORT=str(free_port()))
+    yield running
+    running.stop_all()

@@ -3,17 +3,14 @@ served by uvicorn. Screenshots go to out/screenshots/ for a human to look at."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from services.dashboard.auth import Role
-from tests.integration.dashboard.conftest import PASSWORD, Tenant, free_port, objects
+from tests.integration.dashboard.conftest import PASSWORD, Tenant, objects
 from tests.integration.dashboard.seed import astronaut_bgr, seed_clip, seed_frame, seed_report
 
 pytestmark = pytest.mark.integration
@@ -30,22 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "out" / "screenshots"
-
-
-@pytest.fixture
-def base_url(app: FastAPI) -> Iterator[str]:
-    """The app served by uvicorn on a free loopback port, in a thread."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_pages_when_operator_works_in_browser_then_camera_config_live_and_charts(

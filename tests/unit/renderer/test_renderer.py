@@ -22,9 +22,10 @@ from vidpipe.events import (
     FrameMetrics,
     ModelRef,
     ObjectRef,
+    RequestProcessed,
     encode_event,
 )
-from vidpipe.topics import DETECTIONS, METRICS
+from vidpipe.topics import DETECTIONS, METRICS, REQUESTS_DONE
 
 
 def jpeg(value: int = 90, width: int = 64, height: int = 48) -> bytes:
@@ -128,3 +129,32 @@ async def test_handle_batch_when_image_missing_or_event_malformed_then_dead_lett
         (2, "invalid_event"),
     ]
     assert ("renders", "acme/cam-1/0.jpg") in store.objects
+
+
+async def test_renderer_when_request_processed_then_annotated_image_stored_at_request_key() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    request_id = "0123456789abcdef0123456789abcdef"
+    image = keys.request_image("acme", request_id)
+    store.objects[(image.bucket, image.key)] = jpeg(value=40)
+    event = RequestProcessed(
+        request_id=request_id,
+        client_id="acme",
+        image=image,
+        annotations=keys.request_annotation("acme", request_id),
+        width=64,
+        height=48,
+        model=ModelRef(name="m", version="1"),
+        detections=(Detection(box=(4, 4, 40, 30), score=0.9, label="person"),),
+        created_ts_ns=time.time_ns(),
+        processed_ts_ns=time.time_ns(),
+    )
+    service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))
+
+    await service.handle_batch([record(REQUESTS_DONE, encode_event(event))])
+
+    render = keys.request_render("acme", request_id)
+    drawn = cv2.imdecode(np.frombuffer(store.objects[(render.bucket, render.key)], np.uint8), 1)
+    assert (
+        drawn is not None and drawn.shape == (48, 64, 3) and drawn[4, 20].max() > 100
+    )  # the box edge is bright
+    assert producer.on(METRICS) == []  # a request is no camera frame: no frame metrics
