@@ -21,8 +21,11 @@ class ReportSettings(ServiceSettings):
     report_window_hours: int = Field(
         default=24, ge=1, description="default window when --since is not given"
     )
+    # an hour: one slice per report bucket. Each slice is one range query; on MongoDB it is an
+    # index range scan, but the local stand-in scans the collection per query, so shorter
+    # slices multiplied a day's window (144 x 10 min) into minutes of scanning
     read_slice_minutes: int = Field(
-        default=10, ge=1, description="MongoDB is read in capture-time slices of this length"
+        default=60, ge=1, description="MongoDB is read in capture-time slices of this length"
     )
     read_partitions: int = Field(
         default=4, ge=1, description="Spark partitions (concurrent MongoDB readers) over slices"

@@ -30,6 +30,7 @@ def test_routes_when_no_credentials_then_all_but_public_refused(
         "job_id": tenant.job_id,
         "user_id": tenant.user_ids[Role.viewer],
         "key_id": tenant.key_id,
+        "request_id": tenant.request_id,
         "model_name": "coco-centernet",
     }
     walked = operations(app)

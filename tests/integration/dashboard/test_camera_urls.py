@@ -103,6 +103,7 @@ def test_camera_password_when_stored_then_no_api_response_or_page_contains_it(
         "job_id": tenant.job_id,
         "user_id": tenant.user_ids[Role.viewer],
         "key_id": tenant.key_id,
+        "request_id": tenant.request_id,
         "model_name": "coco-centernet",
     }
     callers = [tenant.as_(app, role) for role in (Role.viewer, Role.operator, Role.admin)]

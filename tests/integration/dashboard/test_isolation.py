@@ -44,7 +44,9 @@ TENANT_TABLES = (
     "accuracy_reports",
     "model_promotions",
 )
-TENANT_PARAMS = {"camera_id", "client_id", "job_id", "user_id", "key_id", "model_name"}
+TENANT_PARAMS = {
+    "camera_id", "client_id", "job_id", "user_id", "key_id", "model_name", "request_id"
+}  # fmt: skip
 
 
 def snapshot(app: FastAPI, tenant: Tenant) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def test_routes_when_client_a_targets_client_b_then_404_or_403_and_b_unchanged(
         "job_id": b.job_id,
         "user_id": b.user_ids[Role.admin],
         "key_id": b.key_id,
+        "request_id": b.request_id,
         "model_name": b_model,
     }
     b_fields = {"client_id": b.client_id, "camera_id": b.camera_id}

@@ -23,6 +23,7 @@ def _ids(tenant: Tenant) -> dict[str, object]:
         "job_id": tenant.job_id,
         "user_id": tenant.user_ids[Role.viewer],
         "key_id": tenant.key_id,
+        "request_id": tenant.request_id,
         "model_name": "coco-centernet",
     }
 
