@@ -105,7 +105,7 @@ def bearer(app: FastAPI, key: str) -> TestClient:
 @dataclass
 class Tenant:
     """A client with one user per role, an operator API key, camera, config, a dataset
-    (``{client_id}/set`` in the datasets bucket), a job and an on-demand request record."""
+    (``{client_id}/set`` in the datasets bucket) and a job."""
 
     client_id: str
     camera_id: str
@@ -115,7 +115,6 @@ class Tenant:
     key_id: int
     dataset: str
     user_ids: dict[Role, int] = field(default_factory=dict)
-    request_id: str = ""
 
     def as_(self, app: FastAPI, role: Role) -> TestClient:
         return sign_in(app, self.emails[role])
@@ -155,11 +154,20 @@ def make_tenant(app: FastAPI, settings: DashboardSettings) -> Tenant:
             ),
             {"c": client_id, "d": f"{client_id}/secret-set/annotations.json"},
         ).scalar_one()
-        request_id = uuid.uuid4().hex
+        conn.commit()
+    dataset = f"{client_id}/set"
+    upload_dataset(resources(app).objects, dataset, *synthetic_scenes(count=1, size=64))
+    return Tenant(client_id, camera_id, job_id, emails, key.key, key.key_id, dataset, user_ids)
+
+
+def seed_request(app: FastAPI, tenant: Tenant) -> str:
+    """An on-demand request record of ``tenant`` (for tests that walk every route); its id."""
+    request_id = uuid.uuid4().hex
+    with resources(app).engine.begin() as conn:
         conn.execute(
             sa.insert(detection_requests).values(
                 request_id=request_id,
-                client_id=client_id,
+                client_id=tenant.client_id,
                 created_by="test",
                 source="upload",
                 model_name="coco-centernet",
@@ -167,12 +175,7 @@ def make_tenant(app: FastAPI, settings: DashboardSettings) -> Tenant:
                 score_threshold=0.3,
             )
         )
-        conn.commit()
-    dataset = f"{client_id}/set"
-    upload_dataset(resources(app).objects, dataset, *synthetic_scenes(count=1, size=64))
-    return Tenant(
-        client_id, camera_id, job_id, emails, key.key, key.key_id, dataset, user_ids, request_id
-    )
+    return request_id
 
 
 def drop_tenant(app: FastAPI, tenant: Tenant) -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.dashboard.auth import Role
-from tests.integration.dashboard.conftest import PASSWORD, Tenant, bearer, sign_in
+from tests.integration.dashboard.conftest import PASSWORD, Tenant, bearer, seed_request, sign_in
 from tests.integration.dashboard.routes import call, operations
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def test_routes_when_no_credentials_then_all_but_public_refused(
         "job_id": tenant.job_id,
         "user_id": tenant.user_ids[Role.viewer],
         "key_id": tenant.key_id,
-        "request_id": tenant.request_id,
+        "request_id": seed_request(app, tenant),
         "model_name": "coco-centernet",
     }
     walked = operations(app)

@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from services.dashboard.auth import Role
-from tests.integration.dashboard.conftest import Tenant, bearer, objects, resources, sign_in
+from tests.integration.dashboard.conftest import (
+    Tenant,
+    bearer,
+    objects,
+    resources,
+    seed_request,
+    sign_in,
+)
 from tests.integration.dashboard.routes import call, operations
 from tests.integration.dashboard.seed import seed_frame
 from vidpipe.cameras import stream_url
@@ -103,7 +110,7 @@ def test_camera_password_when_stored_then_no_api_response_or_page_contains_it(
         "job_id": tenant.job_id,
         "user_id": tenant.user_ids[Role.viewer],
         "key_id": tenant.key_id,
-        "request_id": tenant.request_id,
+        "request_id": seed_request(app, tenant),
         "model_name": "coco-centernet",
     }
     callers = [tenant.as_(app, role) for role in (Role.viewer, Role.operator, Role.admin)]

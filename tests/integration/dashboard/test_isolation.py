@@ -24,6 +24,7 @@ from tests.integration.dashboard.conftest import (
     bearer,
     objects,
     resources,
+    seed_request,
     sign_in,
 )
 from tests.integration.dashboard.routes import body_fields, call, operations
@@ -100,7 +101,7 @@ def test_routes_when_client_a_targets_client_b_then_404_or_403_and_b_unchanged(
         "job_id": b.job_id,
         "user_id": b.user_ids[Role.admin],
         "key_id": b.key_id,
-        "request_id": b.request_id,
+        "request_id": seed_request(app, b),
         "model_name": b_model,
     }
     b_fields = {"client_id": b.client_id, "camera_id": b.camera_id}

@@ -10,20 +10,20 @@ from fastapi import FastAPI
 
 from services.dashboard.accounts import EMAIL_TAKEN
 from services.dashboard.auth import Role
-from tests.integration.dashboard.conftest import PASSWORD, Tenant, bearer, sign_in
+from tests.integration.dashboard.conftest import PASSWORD, Tenant, bearer, seed_request, sign_in
 from tests.integration.dashboard.routes import SESSION_ENDERS, call, operations
 
 pytestmark = pytest.mark.integration
 
 
-def _ids(tenant: Tenant) -> dict[str, object]:
+def _ids(app: FastAPI, tenant: Tenant) -> dict[str, object]:
     return {
         "camera_id": tenant.camera_id,
         "client_id": tenant.client_id,
         "job_id": tenant.job_id,
         "user_id": tenant.user_ids[Role.viewer],
         "key_id": tenant.key_id,
-        "request_id": tenant.request_id,
+        "request_id": seed_request(app, tenant),
         "model_name": "coco-centernet",
     }
 
@@ -43,7 +43,7 @@ def test_writes_when_viewer_then_every_one_refused(
             if (op.method, op.path) in SESSION_ENDERS:
                 continue  # one's own password and sessions: every role manages them
             # when the viewer calls any write operation on its own client's data
-            response = call(client, op, _ids(tenant))
+            response = call(client, op, _ids(app, tenant))
             # then it is forbidden
             assert response.status_code == 403, f"{how} {op}: {response.text[:200]}"
     assert admin.get(f"/api/v1/cameras/{tenant.camera_id}").status_code == 200  # untouched
@@ -59,7 +59,7 @@ def test_accounts_when_operator_then_forbidden_but_cameras_config_jobs_allowed(
                 op.method,
                 op.path,
             ) == ("post", "/api/v1/clients"):
-                assert call(client, op, _ids(tenant)).status_code == 403, str(op)
+                assert call(client, op, _ids(app, tenant)).status_code == 403, str(op)
     operator = tenant.as_(app, Role.operator)
     camera = {
         "camera_id": f"{tenant.client_id}-new",
