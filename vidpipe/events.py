@@ -179,6 +179,78 @@ class TrainingJobQueued(_Frozen):
     job_id: int = Field(gt=0)
 
 
+CameraAction = Literal["created", "updated", "enabled", "disabled", "deleted"]
+
+
+class CameraChanged(_Frozen):
+    """A camera's row changed in Postgres (already committed). Topic ``cameras.control.v1``,
+    key = ``client_id/camera_id`` (:func:`camera_key`), so one camera's changes stay ordered in
+    one partition and the agent owning that partition owns the camera.
+
+    Only a wake-up call: the owning agent re-reads the row from Postgres (the source of truth)
+    and starts, restarts or stops the camera's decoder.
+    """
+
+    schema_version: Literal[1] = 1
+    client_id: Id = Field(pattern=ID_PATTERN)
+    camera_id: Id = Field(pattern=ID_PATTERN)
+    action: CameraAction
+    changed_ts_ns: int = Field(gt=0)
+
+
+def camera_key(client_id: str, camera_id: str) -> bytes:
+    """The Kafka key of a camera's control events: ``client/camera`` (ids hold no ``/``)."""
+    return f"{client_id}/{camera_id}".encode()
+
+
+CameraState = Literal["starting", "streaming", "reconnecting", "failed", "stopped", "unassigned"]
+
+
+class CameraStatus(_Frozen):
+    """One camera as its agent sees it, in every heartbeat.
+
+    ``state``: ``starting`` (decoder launched, no frame yet), ``streaming`` (frames arrive),
+    ``reconnecting`` (the source dropped or stalled; backing off), ``failed`` (crash loop or
+    refused URL: not retried at full speed; ``last_error`` says why), ``stopped`` (disabled or
+    deleted, being shut down), ``unassigned`` (the agent is at capacity and did not start it).
+    Rates in frames per second over the last heartbeat interval: ``input_fps`` read from the
+    source after sampling, ``output_fps`` published. ``last_capture_ts_ns``: ns since epoch.
+    """
+
+    client_id: Id = Field(pattern=ID_PATTERN)
+    camera_id: Id = Field(pattern=ID_PATTERN)
+    state: CameraState
+    session_id: str | None = None
+    input_fps: float = Field(default=0.0, ge=0)
+    output_fps: float = Field(default=0.0, ge=0)
+    frames_published: int = Field(default=0, ge=0)
+    frames_skipped: int = Field(default=0, ge=0)
+    last_capture_ts_ns: int | None = None
+    reconnects: int = Field(default=0, ge=0)
+    restarts: int = Field(default=0, ge=0)
+    last_error: str | None = None
+
+
+class AgentHeartbeat(_Frozen):
+    """An agent's status, every 5 s. Topic ``agents.status.v1``, key = agent_id.
+
+    ``capacity``: most cameras it runs at once; ``cameras``: every camera it owns (by
+    partition), running or not; ``sent_ts_ns``: ns since epoch. ``stopping`` marks the last
+    heartbeat of an agent shutting down cleanly.
+    """
+
+    schema_version: Literal[1] = 1
+    agent_id: Id = Field(pattern=ID_PATTERN)
+    host: str = Field(min_length=1, max_length=255)
+    version: str = Field(min_length=1, max_length=64)
+    capacity: int = Field(ge=0)
+    started_ts_ns: int = Field(gt=0)
+    sent_ts_ns: int = Field(gt=0)
+    partitions: tuple[int, ...] = ()
+    cameras: tuple[CameraStatus, ...] = ()
+    stopping: bool = False
+
+
 class DeadLetter(_Frozen):
     """A message a consumer could not handle. Topic ``<source topic>.dlq``.
 

@@ -15,6 +15,11 @@ TRAINING_JOBS = "training.jobs.v1"
 #: On-demand detection requests (key = request id) and their completions (key = request id).
 REQUESTS = "requests.v1"
 REQUESTS_DONE = "requests.done.v1"
+#: Camera lifecycle events (key = ``client/camera``); agents form one consumer group on it and
+#: own the cameras of the partitions Kafka assigns them.
+CAMERAS_CONTROL = "cameras.control.v1"
+#: Agents' heartbeats every 5 s (key = agent id), read by the status sink.
+AGENTS_STATUS = "agents.status.v1"
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -44,6 +49,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dead_letter_topic(REQUESTS), 1),
     TopicSpec(REQUESTS_DONE, 2),
     TopicSpec(dead_letter_topic(REQUESTS_DONE), 1),
+    # Partitions bound how many agents share the cameras (one owner per partition).
+    TopicSpec(CAMERAS_CONTROL, 12),
+    TopicSpec(AGENTS_STATUS, 1),
+    TopicSpec(dead_letter_topic(AGENTS_STATUS), 1),
 )
 
 FRAMES_BUCKET = "frames"
