@@ -12,6 +12,7 @@ SERVICES: dict[str, str] = {
     "detector": "services.detector",
     "renderer": "services.renderer",
     "metrics-sink": "services.metrics_sink",
+    "status-sink": "services.status_sink",
     "dashboard": "services.dashboard",
     "trainer": "services.trainer",
     "model-server": "services.model_server",

@@ -57,6 +57,7 @@ PROGRAMS: tuple[ProgramSpec, ...] = (
     ProgramSpec("detector", _service("detector"), 9102, env=DETECTOR_CPU_ENV, replicated=True),
     ProgramSpec("renderer", _service("renderer"), 9103),
     ProgramSpec("metrics-sink", _service("metrics-sink"), 9104),
+    ProgramSpec("status-sink", _service("status-sink"), 9105),
     ProgramSpec("trainer", _service("trainer"), 9106),
     ProgramSpec("dashboard", _service("dashboard"), http_port=8000),
     ProgramSpec(

@@ -39,6 +39,7 @@ EXTRAS = {
     "model_server": ("torch", "torchvision", "openvino", "nncf", "kserve", *MLFLOW),
     "renderer": ("av",),
     "metrics_sink": (),
+    "status_sink": (),
     "dashboard": ("argon2", *MLFLOW),
     "trainer": ("torch", "torchvision", "openvino", "nncf", "pycocotools", "skimage", *MLFLOW),
 }

@@ -51,7 +51,6 @@ WORKLOADS = ("Deployment", "Job", "CronJob")
 #: removal here, and from then on hold the manifests to the code.
 PENDING = {
     "run agent",
-    "run status-sink",
     "run janitor",
     "frames.decoded.v2",
 }
