@@ -88,7 +88,9 @@ def update_camera(
 
 def delete_camera(
     conn: sa.Connection, principal: Principal, camera_id: str, client_id: str | None = None
-) -> None:
+) -> Camera:
+    """The deleted camera. Raises CameraNotFound (404)."""
     current = get_camera(conn, principal, camera_id, client_id)
     cameras.delete_camera(conn, current.client_id, camera_id)
     conn.commit()
+    return current

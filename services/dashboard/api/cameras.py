@@ -12,7 +12,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from services.dashboard import cameras, results
+from services.dashboard import camera_status, cameras, results
+from services.dashboard.camera_status import CameraOut
 from services.dashboard.cameras import CameraIn
 from services.dashboard.deps import (
     CurrentUser,
@@ -65,9 +66,13 @@ async def live_slot(user: CurrentUser, resources: ResourcesDep) -> AsyncIterator
 def list_cameras(
     user: CurrentUser,
     conn: SessionDep,
+    resources: ResourcesDep,
     client_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-) -> list[Camera]:
-    return cameras.list_cameras(conn, user, client_id)
+) -> list[CameraOut]:
+    """The caller's cameras, each with its live ``status`` (null: not reported)."""
+    return camera_status.cameras_with_status(
+        resources.redis, cameras.list_cameras(conn, user, client_id)
+    )
 
 
 @router.post("/cameras", status_code=status.HTTP_201_CREATED)
@@ -78,8 +83,10 @@ def create_camera(
 
 
 @router.get("/cameras/{camera_id}")
-def get_camera(camera: VisibleCamera) -> Camera:
-    return camera
+def get_camera(camera: VisibleCamera, resources: ResourcesDep) -> CameraOut:
+    """The camera with its live ``status`` (null: no agent reported it)."""
+    [found] = camera_status.cameras_with_status(resources.redis, [camera])
+    return found
 
 
 @router.put("/cameras/{camera_id}", summary="Replace a camera's settings")
@@ -96,9 +103,14 @@ def update_camera(
 
 @router.delete("/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_camera(
-    user: OperatorUser, conn: SessionDep, camera_id: CameraId, client: CameraClient = None
+    user: OperatorUser,
+    conn: SessionDep,
+    resources: ResourcesDep,
+    camera_id: CameraId,
+    client: CameraClient = None,
 ) -> Response:
-    cameras.delete_camera(conn, user, camera_id, client)
+    deleted = cameras.delete_camera(conn, user, camera_id, client)
+    camera_status.forget(resources.redis, deleted.client_id, camera_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

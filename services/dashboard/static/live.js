@@ -5,7 +5,7 @@
   if (!root) return;
   const camera = root.dataset.camera;
   const $ = (id) => document.getElementById(id);
-  const status = $("live-status");
+  const feed = $("live-feed");  // the results stream; "Live" itself is static/status.js
 
   function show(result) {
     const img = $("live-frame");
@@ -33,8 +33,8 @@
   }
 
   const source = new EventSource(`/api/v1/cameras/${encodeURIComponent(camera)}/live`);
-  source.addEventListener("open", () => { status.textContent = "live"; status.className = "badge ok"; });
-  source.addEventListener("error", () => { status.textContent = "reconnecting…"; status.className = "badge"; });
+  source.addEventListener("open", () => { feed.textContent = "connected"; });
+  source.addEventListener("error", () => { feed.textContent = "reconnecting…"; });
   source.addEventListener("result", (event) => {
     const payload = JSON.parse(event.data);
     if (payload.result) show(payload.result);
