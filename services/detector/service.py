@@ -316,6 +316,7 @@ class DetectorService:
             event = DetectionsProduced(
                 client_id=w.frame.client_id,
                 camera_id=w.frame.camera_id,
+                session_id=w.frame.session_id,
                 frame_seq=w.frame.frame_seq,
                 image=w.frame.image,
                 annotations=ref,
@@ -382,6 +383,7 @@ def _frame_metrics(
     return FrameMetrics(
         client_id=frame.client_id,
         camera_id=frame.camera_id,
+        session_id=frame.session_id,
         frame_seq=frame.frame_seq,
         stage="detector",
         capture_ts_ns=frame.capture_ts_ns,
@@ -398,6 +400,7 @@ def _annotation_json(
         "frame_id": frame.frame_id,
         "client_id": frame.client_id,
         "camera_id": frame.camera_id,
+        "session_id": frame.session_id,
         "frame_seq": frame.frame_seq,
         "image": frame.image.model_dump(),
         "width": frame.width,
