@@ -69,6 +69,10 @@ class ObjectStore:
             for item in page.get("Contents", []):
                 yield item["Key"]
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete one object (deleting a missing key is not an error in S3)."""
+        self._client.delete_object(Bucket=bucket, Key=key)
+
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many were deleted."""
         keys = list(self.iter_keys(bucket, prefix))
@@ -94,3 +98,6 @@ class ObjectStore:
 
     async def aget(self, bucket: str, key: str) -> bytes:
         return await asyncio.to_thread(self.get, bucket, key)
+
+    async def adelete(self, bucket: str, key: str) -> None:
+        await asyncio.to_thread(self.delete, bucket, key)
