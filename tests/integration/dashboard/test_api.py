@@ -11,6 +11,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from redis import Redis
 
 from services.dashboard.auth import Role
 from services.dashboard.settings import DashboardSettings
@@ -149,6 +150,27 @@ def test_config_when_changed_then_redis_cache_invalidated(
         "1",
         ("person", "car"),
     )
+
+
+def test_config_when_cache_entry_has_a_removed_field_then_read_from_postgres(
+    tenant_factory: Callable[[], Tenant], dashboard_settings: DashboardSettings
+) -> None:
+    # given a cache entry written before sampling_fps was removed
+    tenant = tenant_factory()
+    store = ConfigStore(dashboard_settings.postgres, dashboard_settings.redis)
+    try:
+        fresh = store.get_client_config(tenant.client_id)
+        assert fresh is not None
+        old_shape = json.loads(fresh.model_dump_json()) | {"sampling_fps": None}
+        redis = Redis.from_url(dashboard_settings.redis.url)
+        redis.set(f"vidpipe:client-config:{tenant.client_id}", json.dumps(old_shape), ex=60)
+        # when the detector reads the config, it gets Postgres's, and the cache is refilled
+        assert store.get_client_config(tenant.client_id) == fresh
+        cached = redis.get(f"vidpipe:client-config:{tenant.client_id}")
+        assert cached is not None and b"sampling_fps" not in cached
+        redis.close()
+    finally:
+        store.close()
 
 
 def test_results_when_frames_stored_then_latest_with_working_presigned_urls(
