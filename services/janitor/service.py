@@ -44,6 +44,8 @@ class JanitorReport:
     (frame-metrics documents under :data:`METRICS`), and the clients that failed."""
 
     dry_run: bool
+    #: whether frame metrics were swept (then counted under :data:`METRICS`, 0 included)
+    metrics: bool = False
     by_client: dict[str, Counter[str]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -52,6 +54,8 @@ class JanitorReport:
     def totals(self) -> Counter[str]:
         """Deletions per bucket (and :data:`METRICS`) over every client."""
         total: Counter[str] = Counter({bucket: 0 for bucket, _ in SWEPT})
+        if self.metrics:
+            total[METRICS] = 0
         for counts in self.by_client.values():
             total.update(counts)
         return total
@@ -86,7 +90,7 @@ class Janitor:
         """Sweep every client in ``retentions`` as of ``now`` (aware); never raises for one
         client's failure (it is logged with its traceback and listed in ``failed``)."""
         started = time.monotonic()
-        report = JanitorReport(dry_run=self._dry_run)
+        report = JanitorReport(dry_run=self._dry_run, metrics=self._metrics is not None)
         for retention in retentions:
             try:
                 report.by_client[retention.client_id] = self.sweep_client(retention, now)

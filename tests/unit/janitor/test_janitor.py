@@ -149,7 +149,7 @@ def test_janitor_when_two_clients_then_each_by_its_own_retention() -> None:
     assert set(metrics.docs) == {"a/new", "b/old", "b/new"}
     assert report.totals["frames"] == 1 and report.failed == []
     assert report.summary().startswith("janitor deleted frames=1 annotations=1 renders=1")
-    assert "clients=2 failed=0" in report.summary()
+    assert "requests=1 metrics=1 clients=2 failed=0" in report.summary()
 
 
 def test_janitor_when_one_client_fails_then_the_others_are_still_swept() -> None:
@@ -165,7 +165,7 @@ def test_janitor_when_one_client_fails_then_the_others_are_still_swept() -> None
     assert report.failed == ["a"]
     assert store.keys("frames") == {"a/old"}
     assert set(report.by_client) == {"b", "c"}
-    assert "failed=1" in report.summary()
+    assert "failed=1" in report.summary() and "metrics" not in report.summary()
 
 
 def test_janitor_when_dry_run_then_counts_without_deleting() -> None:
