@@ -13,7 +13,7 @@ import logging
 
 import redis
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from vidpipe.db import client_configs, clients, create_engine
@@ -42,7 +42,6 @@ class ClientConfig(BaseModel):
     model_version: str | None = None
     score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     classes_of_interest: tuple[str, ...] = ()
-    sampling_fps: float | None = Field(default=None, gt=0)
     max_frame_age_ms: int | None = Field(
         default=None, ge=1, description="frame-age budget; None: the detector's default"
     )
@@ -99,7 +98,14 @@ class ConfigStore:
         cached = self._redis.get(_CACHE_PREFIX + client_id)
         if cached is not None:
             text = cached.decode() if isinstance(cached, bytes) else str(cached)
-            return None if text == _MISSING else ClientConfig.model_validate_json(text)
+            if text == _MISSING:
+                return None
+            try:
+                return ClientConfig.model_validate_json(text)
+            except ValidationError:
+                # written by a version with other fields (e.g. before sampling_fps was
+                # dropped): read Postgres again rather than fail until the TTL ends
+                log.warning("stale client config cache entry", extra={"client_id": client_id})
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(*_CONFIG_COLUMNS).where(client_configs.c.client_id == client_id)

@@ -132,3 +132,9 @@ def request_render(client_id: str, request_id: str) -> ObjectRef:
     return ObjectRef(
         bucket=REQUESTS_BUCKET, key=f"{requests_prefix(client_id)}{request_id}.render.jpg"
     )
+
+
+def client_prefix(client_id: str) -> str:
+    """``client/``: the prefix of everything of one client (every camera, session and clip)
+    in the frames, annotations and renders buckets; what retention sweeps."""
+    return f"{client_id}/"
