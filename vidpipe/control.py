@@ -77,11 +77,11 @@ async def announce_camera_change(
             await producer_or_settings.send_and_wait(CAMERAS_CONTROL, value, key=key)
             return
         producer = make_producer(producer_or_settings, linger_ms=0)
-        await producer.start()
         try:
+            await producer.start()
             await producer.send_and_wait(CAMERAS_CONTROL, value, key=key)
         finally:
-            await producer.stop()
+            await asyncio.shield(producer.stop())
 
     try:
         await asyncio.wait_for(send(), timeout_s)
