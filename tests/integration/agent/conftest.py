@@ -251,7 +251,8 @@ class Frames:
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=FRAMES_BUCKET, Prefix=prefix):
             for item in page.get("Contents", []):
-                session = item["Key"][len(prefix) :].split("/")[0]
+                session = keys.parse_session(item["Key"], client_id, camera_id)
+                assert session is not None, f"{item['Key']} is not under a session"
                 found.append(StoredFrame(item["Key"], session, item["ETag"], item["LastModified"]))
         return found
 
