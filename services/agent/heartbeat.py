@@ -80,7 +80,10 @@ class Heartbeats:
             key = (status.client_id, status.camera_id)
             counts = (status.session_id, report.frames_read, status.frames_published, now_ns)
             last[key] = counts
-            cameras.append(self._with_rates(status, counts, self._last.get(key)))
+            before = self._last.get(key)
+            if (before is None or before[0] != status.session_id) and report.session_started_ns:
+                before = (status.session_id, 0, 0, report.session_started_ns)  # since its start
+            cameras.append(self._with_rates(status, counts, before))
         self._last = last
         beat = AgentHeartbeat(
             agent_id=self.agent_id,

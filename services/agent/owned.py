@@ -50,11 +50,12 @@ class CameraRow:
 
 @dataclass(frozen=True)
 class CameraReport:
-    """A camera's status (rates still zero) and its frames read so far in ``status``'s
-    session (the heartbeat turns counts into rates)."""
+    """A camera's status (rates still zero), its frames read so far in ``status``'s session
+    and when that session started (ns since epoch): the heartbeat turns counts into rates."""
 
     status: CameraStatus
     frames_read: int = 0
+    session_started_ns: int | None = None
 
 
 class OwnedCameras:
@@ -184,4 +185,6 @@ class OwnedCameras:
             restarts=supervisor.restarts,
             last_error=supervisor.last_error,
         )
-        return CameraReport(status, stats.frames_read if stats else 0)
+        if stats is None:
+            return CameraReport(status)
+        return CameraReport(status, stats.frames_read, stats.started_ns)

@@ -70,7 +70,8 @@ class CameraSpec:
 
 class StreamCounters(Protocol):
     """What a running stream counted so far (:class:`services.decoder.stream.StreamStats`).
-    ``last_capture_ns``: ns since epoch of the last frame read, None before the first."""
+    ``last_capture_ns``: ns since epoch of the last frame read, None before the first;
+    ``started_ns``: ns since epoch when the stream (its session) started."""
 
     frames_read: int
     frames_published: int
@@ -78,6 +79,7 @@ class StreamCounters(Protocol):
     reconnects: int
     last_capture_ns: int | None
     reconnecting: bool
+    started_ns: int
 
 
 class Stream(Protocol):

@@ -18,6 +18,7 @@ class FakeStats:
     reconnects: int = 0
     last_capture_ns: int | None = None
     reconnecting: bool = False
+    started_ns: int = field(default_factory=time.time_ns)
 
 
 @dataclass

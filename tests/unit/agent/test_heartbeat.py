@@ -12,7 +12,9 @@ from vidpipe.ids import is_valid_id
 S = 1_000_000_000
 
 
-def report(state: str, session: str | None, read: int, published: int) -> CameraReport:
+def report(
+    state: str, session: str | None, read: int, published: int, started_ns: int | None = None
+) -> CameraReport:
     status = CameraStatus.model_validate(
         {
             "client_id": "acme",
@@ -22,7 +24,7 @@ def report(state: str, session: str | None, read: int, published: int) -> Camera
             "frames_published": published,
         }
     )
-    return CameraReport(status, read)
+    return CameraReport(status, read, started_ns)
 
 
 def test_heartbeats_when_counters_grow_then_rates_over_the_interval() -> None:
@@ -37,13 +39,13 @@ def test_heartbeats_when_counters_grow_then_rates_over_the_interval() -> None:
     assert parse_event(AgentHeartbeat, second.model_dump_json().encode()) == second
 
 
-def test_heartbeats_when_session_changes_then_rates_start_again() -> None:
+def test_heartbeats_when_session_changes_then_rates_since_its_start() -> None:
     beats = Heartbeats("host-1", "host", "1.0", 16, started_ts_ns=1 * S)
-    beats.build([report("streaming", "s1", 100, 100)], [], now_ns=100 * S)
+    beats.build([report("streaming", "s1", 100, 100, started_ns=1 * S)], [], now_ns=100 * S)
 
-    after = beats.build([report("starting", "s2", 2, 2)], [], now_ns=105 * S)
+    after = beats.build([report("streaming", "s2", 8, 6, started_ns=102 * S)], [], now_ns=104 * S)
 
-    assert after.cameras[0].input_fps == 0.0 and after.cameras[0].output_fps == 0.0
+    assert (after.cameras[0].input_fps, after.cameras[0].output_fps) == (4.0, 3.0)
 
 
 def test_heartbeats_when_built_then_the_state_gauge_counts_cameras() -> None:
