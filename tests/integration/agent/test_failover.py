@@ -51,7 +51,7 @@ def test_agents_when_owner_killed_then_its_cameras_stream_on_the_survivor_within
 ) -> None:
     server = rtsp()
     first, first_proc = agents.start()
-    second, _ = agents.start()
+    second, second_proc = agents.start()
 
     def split() -> dict[str, set[int]] | None:
         beats = {a: heartbeats.latest(a) for a in (first, second)}
@@ -83,10 +83,22 @@ def test_agents_when_owner_killed_then_its_cameras_stream_on_the_survivor_within
     assert survivor is not None and set(survivor.partitions) == set(PARTITIONS)
     assert max(moved.values()) <= 20, moved
 
+    terminated = time.monotonic()
+    assert second_proc.stop(timeout_s=30) == 0, "SIGTERM: a clean exit"
+    shutdown_s = time.monotonic() - terminated
+    last = heartbeats.wait(
+        lambda: (beat := heartbeats.latest(second)) is not None and beat.stopping and beat,
+        10,
+        "a last heartbeat marked stopping",
+    )
+    assert {c.camera_id for c in last.cameras} == set(cameras)
+    assert {c.state for c in last.cameras} == {"stopped"}
+
     print(
         "\nfailover after kill -9: first frame on the survivor "
         + ", ".join(f"{c} {s:.1f} s" for c, s in moved.items())
-        + " (<= 20 s; session timeout 10 s)"
+        + f" (<= 20 s; session timeout 10 s); SIGTERM of the survivor with 4 cameras: exit"
+        f" after {shutdown_s:.1f} s, last heartbeat marked stopping"
     )
 
 
