@@ -4,12 +4,14 @@ camera's control events land in the partition the agents compute for it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from functools import partial
 
 import pytest
 from aiokafka import TopicPartition
+from typer.testing import CliRunner
 
 from services.agent.ownership import control_partition
 from tests.integration.agent.conftest import Agents, Frames, HeartbeatWatch, add_camera
@@ -19,6 +21,7 @@ from vidpipe.control import announce_camera_change
 from vidpipe.events import CameraChanged, parse_event
 from vidpipe.settings import ServiceSettings
 from vidpipe.topics import CAMERAS_CONTROL
+from vidpipe_cli.main import app
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +105,7 @@ def test_agents_when_owner_killed_then_its_cameras_stream_on_the_survivor_within
     )
 
 
-async def test_control_event_when_announced_then_in_the_partition_agents_compute(
+async def test_control_events_when_announced_or_cli_edits_then_in_the_partition_agents_compute(
     client_id: str, stack_settings: ServiceSettings
 ) -> None:
     producer = make_producer(stack_settings.kafka)
@@ -115,17 +118,30 @@ async def test_control_event_when_announced_then_in_the_partition_agents_compute
         cameras = [f"cam-{n}" for n in range(6)]
         for camera in cameras:
             assert await announce_camera_change(producer, client_id, camera, "updated")
-        wanted = {c: control_partition(client_id, c, partitions) for c in cameras}
+        cli = CliRunner()
+        for args in (
+            ["add", "cli-cam", "--url", "file:///var/none.mp4", "--fps", "1"],
+            ["update", "cli-cam", "--no-enabled"],
+            ["remove", "cli-cam"],
+        ):
+            argv = ["cameras", *args, "--client", client_id]
+            done = await asyncio.to_thread(cli.invoke, app, argv)
+            assert done.exit_code == 0, done.output
+        wanted = {c: control_partition(client_id, c, partitions) for c in [*cameras, "cli-cam"]}
         consumer.assign([TopicPartition(CAMERAS_CONTROL, p) for p in set(wanted.values())])
         found: dict[str, int] = {}
+        cli_actions: list[str] = []
         deadline = time.monotonic() + 30
-        while len(found) < len(cameras) and time.monotonic() < deadline:
+        while len(cli_actions) < 3 and time.monotonic() < deadline:
             polled = await consumer.getmany(timeout_ms=500)
             for record in (r for batch in polled.values() for r in batch):
                 event = parse_event(CameraChanged, record.value or b"")
                 if event.client_id == client_id:
                     found[event.camera_id] = record.partition
+                    if event.camera_id == "cli-cam":
+                        cli_actions.append(event.action)
         assert found == wanted
+        assert cli_actions == ["created", "disabled", "deleted"]
     finally:
         await consumer.stop()
         await producer.stop()
