@@ -8,6 +8,7 @@ from __future__ import annotations
 
 #: Service name (as on the command line) -> module run with ``python -m``.
 SERVICES: dict[str, str] = {
+    "agent": "services.agent",
     "decoder": "services.decoder",
     "detector": "services.detector",
     "renderer": "services.renderer",

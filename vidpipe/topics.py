@@ -52,6 +52,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dead_letter_topic(REQUESTS_DONE), 1),
     # Partitions bound how many agents share the cameras (one owner per partition).
     TopicSpec(CAMERAS_CONTROL, 12),
+    TopicSpec(dead_letter_topic(CAMERAS_CONTROL), 1),
     TopicSpec(AGENTS_STATUS, 1),
     TopicSpec(dead_letter_topic(AGENTS_STATUS), 1),
 )

@@ -56,6 +56,7 @@ def _service(name: str) -> tuple[str, ...]:
 
 
 PROGRAMS: tuple[ProgramSpec, ...] = (
+    ProgramSpec("agent", _service("agent"), 9101),
     ProgramSpec("detector", _service("detector"), 9102, env=DETECTOR_CPU_ENV, replicated=True),
     ProgramSpec("renderer", _service("renderer"), 9103),
     ProgramSpec("metrics-sink", _service("metrics-sink"), 9104),

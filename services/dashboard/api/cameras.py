@@ -74,7 +74,7 @@ def list_cameras(
 def create_camera(
     user: OperatorUser, conn: SessionDep, resources: ResourcesDep, body: CameraIn
 ) -> Camera:
-    return cameras.create_camera(conn, resources.url_rules, user, body)
+    return cameras.create_camera(conn, resources.url_rules, resources.publisher, user, body)
 
 
 @router.get("/cameras/{camera_id}")
@@ -91,14 +91,20 @@ def update_camera(
     body: CameraFields,
     client: CameraClient = None,
 ) -> Camera:
-    return cameras.update_camera(conn, resources.url_rules, user, camera_id, body, client)
+    return cameras.update_camera(
+        conn, resources.url_rules, resources.publisher, user, camera_id, body, client
+    )
 
 
 @router.delete("/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_camera(
-    user: OperatorUser, conn: SessionDep, camera_id: CameraId, client: CameraClient = None
+    user: OperatorUser,
+    conn: SessionDep,
+    resources: ResourcesDep,
+    camera_id: CameraId,
+    client: CameraClient = None,
 ) -> Response:
-    cameras.delete_camera(conn, user, camera_id, client)
+    cameras.delete_camera(conn, resources.publisher, user, camera_id, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

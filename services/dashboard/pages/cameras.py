@@ -132,7 +132,7 @@ def add_camera(
                 "client_id": blank_to_none(form.client_id),
             }
         )
-        camera = cameras.create_camera(conn, resources.url_rules, user, body)
+        camera = cameras.create_camera(conn, resources.url_rules, resources.publisher, user, body)
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, False, field_errors(exc), 422)
     return redirect(request, f"/cameras/{camera.camera_id}", f"Camera {camera.camera_id} added.")
@@ -186,7 +186,9 @@ def save_camera(
     form = form.model_copy(update={"camera_id": camera_id, "client_id": current.client_id})
     try:
         fields = CameraFields.model_validate(form.fields())
-        cameras.update_camera(conn, resources.url_rules, user, camera_id, fields)
+        cameras.update_camera(
+            conn, resources.url_rules, resources.publisher, user, camera_id, fields
+        )
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, True, field_errors(exc), 422)
     return redirect(request, "/cameras", f"Camera {camera_id} saved.")
@@ -197,8 +199,9 @@ def remove_camera(
     request: Request,
     user: OperatorUser,
     conn: SessionDep,
+    resources: ResourcesDep,
     camera_id: CameraId,
     form: Annotated[CsrfForm, Form()],
 ) -> Response:
-    cameras.delete_camera(conn, user, camera_id)
+    cameras.delete_camera(conn, resources.publisher, user, camera_id)
     return redirect(request, "/cameras", f"Camera {camera_id} deleted.")
