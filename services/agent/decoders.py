@@ -1,5 +1,5 @@
 """How the agent builds a camera's decoder: the decoder service's own stream loop
-(:class:`services.decoder.stream.StreamDecoder`), one per session, run as a task of the
+(:class:`vidpipe.decoding.stream.StreamDecoder`), one per session, run as a task of the
 agent's event loop (its reader thread does the blocking FFmpeg calls).
 
 This module is the agent's one import of another service (import-linter allows exactly
@@ -13,9 +13,9 @@ import functools
 from dataclasses import dataclass
 
 from services.agent.supervisor import CameraSpec, StreamRefused
-from services.decoder.service import DecoderService, FrameStore, Producer
-from services.decoder.source import Backoff, SourceOpenError
-from services.decoder.stream import StreamDecoder, StreamOptions, StreamStats
+from vidpipe.decoding.publisher import DecoderService, FrameStore, Producer
+from vidpipe.decoding.source import Backoff, SourceOpenError
+from vidpipe.decoding.stream import StreamDecoder, StreamOptions, StreamStats
 from vidpipe.urlpolicy import UrlPolicy, connect_url
 
 

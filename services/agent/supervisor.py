@@ -69,7 +69,7 @@ class CameraSpec:
 
 
 class StreamCounters(Protocol):
-    """What a running stream counted so far (:class:`services.decoder.stream.StreamStats`).
+    """What a running stream counted so far (:class:`vidpipe.decoding.stream.StreamStats`).
     ``last_capture_ns``: ns since epoch of the last frame read, None before the first;
     ``started_ns``: ns since epoch when the stream (its session) started."""
 

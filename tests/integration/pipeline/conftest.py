@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from infra.local.processes import ServiceProcess, start_service
-from services.decoder.service import DecoderService
 from vidpipe.bus import make_consumer, make_producer
 from vidpipe.cameras import CameraFields, UrlRules, create_camera
 from vidpipe.configstore import ClientConfig, ConfigStore
+from vidpipe.decoding.publisher import DecoderService
 from vidpipe.events import DetectionsProduced
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import CameraSettings, ServiceSettings
