@@ -65,8 +65,9 @@ class PausableConsumer(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Backoff from ``initial_s`` doubling up to ``max_backoff_s`` (seconds, with up to 1 s of
-    jitter); an unexpected error is tried ``unexpected_attempts`` times in all."""
+    """Backoff from ``initial_s`` doubling up to ``max_backoff_s`` (seconds, plus up to
+    ``initial_s`` of jitter); an unexpected error is tried ``unexpected_attempts`` times in
+    all."""
 
     initial_s: float = 0.5
     max_backoff_s: float = 15.0
@@ -135,7 +136,9 @@ class RetryingHandler:
         retrying = AsyncRetrying(
             retry=retry_if_exception(worth_retrying),
             wait=wait_exponential_jitter(
-                initial=self._policy.initial_s, max=self._policy.max_backoff_s
+                multiplier=self._policy.initial_s,
+                max=self._policy.max_backoff_s,
+                jitter=self._policy.initial_s,
             ),
             sleep=self._wait_polling,
             before_sleep=self._before_retry,
