@@ -30,6 +30,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 import sqlalchemy as sa
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -140,7 +142,12 @@ class ConfigStore:
     ) -> None:
         self._engine = create_engine(postgres, pool_size=2)
         self._redis = redis.Redis.from_url(
-            redis_settings.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            redis_settings.url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            # one retry (a pooled connection dead after a Redis restart), not redis-py's
+            # default three with backoff: a frozen Redis would hold a read 4x the timeout
+            retry=Retry(NoBackoff(), 1),
         )
         self._fill = self._redis.register_script(_FILL)
         self._ttl = cache_ttl_s

@@ -12,9 +12,10 @@ Serving through registry outages and model swaps (:meth:`ModelCache.acquire`, th
 detector's path; the blocking :meth:`~ModelCache.resolve` / :meth:`~ModelCache.get` serve
 other callers):
 
-- registry calls and model loads run in a small thread pool of the cache's own, each
-  awaited with a timeout, never on the event loop; one resolution per alias and one load per
-  version at a time;
+- registry calls and model loads run in a small thread pool of the cache's own, never on
+  the event loop; one resolution per alias and one load per version at a time. An expired
+  alias resolution is renewed in the background while the version it named goes on
+  serving, so no batch waits for the registry once a reference has been served;
 - when the registry fails (unreachable, timing out, any error) and the alias was resolved
   before, the last resolved version goes on serving (stale-while-error: logged, counted
   through ``on_stale("model")``) and resolution is tried again after ``failure_ttl_s``; a
@@ -162,6 +163,7 @@ class ModelCache:
         #: versions that served a reference through acquire (and may be unloaded by it)
         self._served: set[ModelRef] = set()
         self._resolving: dict[str, asyncio.Future[ModelRef]] = {}
+        self._resolving_since: dict[str, float] = {}
         self._loading: dict[ModelRef, asyncio.Future[LoadedModel]] = {}
         self._executor: ThreadPoolExecutor | None = None
 
@@ -349,6 +351,9 @@ class ModelCache:
         return self._executor
 
     async def _resolve_async(self, selector: ModelSelector) -> ModelRef:
+        """The version ``selector`` names now. An expired alias resolution is renewed in the
+        background while its last version answers at once (no batch waits for the
+        registry); only an alias never resolved waits, up to ``registry_timeout_s``."""
         fresh = self._fresh(selector)
         if fresh is not None:
             return fresh
@@ -359,15 +364,22 @@ class ModelCache:
                 loop.run_in_executor(self._registry_pool(), self.resolve, selector)
             )
             self._resolving[selector.uri] = pending
+            self._resolving_since[selector.uri] = time.monotonic()
             pending.add_done_callback(lambda _: self._resolving.pop(selector.uri, None))
+        cached = self._aliases.get((selector.name, str(selector.alias)))
+        if cached is not None:
+            waited = time.monotonic() - self._resolving_since[selector.uri]
+            if waited > self._registry_timeout_s:
+                why = f"registry has not answered for {waited:.0f} s"
+                return self._stale_alias(selector, why) or ModelRef(
+                    name=selector.name, version=cached[0]
+                )
+            return ModelRef(name=selector.name, version=cached[0])
         try:
             return await asyncio.wait_for(asyncio.shield(pending), self._registry_timeout_s)
         except TimeoutError as exc:
             why = f"registry did not answer within {self._registry_timeout_s:.0f} s"
-            stale = self._stale_alias(selector, why)
-            if stale is None:
-                raise RegistryUnavailable(f"{selector.uri}: {why}") from exc
-            return stale
+            raise RegistryUnavailable(f"{selector.uri}: {why}") from exc
 
     def _load_async(self, ref: ModelRef) -> asyncio.Future[LoadedModel]:
         """The (single) background load of ``ref``; installed in the cache when done."""
