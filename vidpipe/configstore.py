@@ -30,11 +30,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 import sqlalchemy as sa
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from vidpipe.db import client_configs, clients, create_engine
