@@ -92,6 +92,7 @@ class RetryingHandler:
         self._service = service
         self._consumer = consumer
         self._policy = policy or RetryPolicy()
+        self._paused = False
 
     async def __call__(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         try:
@@ -164,6 +165,7 @@ class RetryingHandler:
         consumer = self._consumer
         if consumer is not None:
             consumer.pause(*consumer.assignment())
+            self._paused = True
         while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
             step = min(left, 1.0)
             if consumer is None:
@@ -181,7 +183,9 @@ class RetryingHandler:
             raise Interrupted("stopped while a batch waited for a retry")
 
     def _resume(self) -> None:
-        if self._consumer is not None:
+        """Resume what a backoff paused (partitions still assigned)."""
+        if self._consumer is not None and self._paused:
+            self._paused = False
             paused = self._consumer.paused()
             if paused:
                 self._consumer.resume(*paused)

@@ -56,7 +56,13 @@ from vidpipe.modelref import ModelSelector
 from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import REQUESTS_DONE
 from vidpipe_ml.cache import ModelUnavailable
-from vidpipe_ml.inference import LoadedModel, UndecodableImage, decode_frame, detect_batch
+from vidpipe_ml.inference import (
+    InvalidDetections,
+    LoadedModel,
+    UndecodableImage,
+    decode_frame,
+    detect_each,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +217,13 @@ class RequestService:
         model = items[0].model
         async with self._gate.urgent():
             raw = await asyncio.to_thread(
-                detect_batch, model, [r.image for r in items], self._device
+                detect_each, model, [r.image for r in items], self._device
             )
         sends: list[Awaitable[Any]] = []
         for item, found in zip(items, raw, strict=True):
+            if isinstance(found, InvalidDetections):  # the client waits: answer it
+                await self._fail(item.event, str(found), "invalid_detections")
+                continue
             send = await self._finish(item, _kept(item.event, found))
             if send is not None:
                 sends.append(send)

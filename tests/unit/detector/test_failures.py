@@ -1,6 +1,7 @@
 """How the detector's batch meets failures (unit, fakes): bad model output and invalid
-configs are dead-lettered frame by frame; unreachable dependencies raise for the runner to
-retry, never dead-letter; every model acquired for a batch is released."""
+configs are dead-lettered frame by frame (a request with bad output is failed: its client
+waits); unreachable dependencies raise for the runner to retry, never dead-letter; every
+model acquired for a batch is released."""
 
 from __future__ import annotations
 
@@ -10,20 +11,26 @@ from typing import ClassVar
 import pytest
 import torch
 
+from services.detector.priority import InferenceGate
+from services.detector.requests import RequestService
+from tests.unit.detector.test_requests import REQUEST_ID, FakeLedger, request_event
 from tests.unit.detector.test_service import (
     FakeModels,
     FixedBoxes,
     dead_letters,
     frame_event,
+    jpeg,
     make_service,
     stored_frames,
 )
-from tests.unit.fakes import FakeProducer, FakeStore
+from tests.unit.fakes import FakeProducer, FakeStore, record
+from vidpipe import keys
+from vidpipe.bus import DeadLetterPublisher
 from vidpipe.configstore import ClientConfig, ConfigUnavailable, InvalidConfig
-from vidpipe.events import DetectionsProduced
+from vidpipe.events import DetectionsProduced, encode_event
 from vidpipe.failures import classify
 from vidpipe.modelref import ModelSelector
-from vidpipe.topics import DETECTIONS
+from vidpipe.topics import DETECTIONS, REQUESTS, REQUESTS_DONE
 from vidpipe_ml.cache import RegistryUnavailable
 from vidpipe_ml.inference import LoadedModel
 
@@ -133,3 +140,34 @@ async def test_handle_batch_when_done_or_failed_then_every_model_released() -> N
     with pytest.raises(ConnectionRefusedError):
         await service.handle_batch(stored_frames(store, frame_event(2)))
     assert models.held == 0 and dead_letters(producer) == []
+
+
+class NaNScores(torch.nn.Module):
+    labels: ClassVar[list[str]] = FixedBoxes.labels
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return [
+            {
+                "boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]),
+                "scores": torch.tensor([math.nan]),
+                "labels": torch.tensor([1]),
+            }
+            for _ in images
+        ]
+
+
+async def test_request_when_model_output_invalid_then_request_failed_with_reason() -> None:
+    # given a request whose model answers a NaN score
+    store, producer, ledger = FakeStore(), FakeProducer(), FakeLedger()
+    image = keys.request_image("acme", REQUEST_ID)
+    store.objects[(image.bucket, image.key)] = jpeg()
+    models = FakeModels(module=NaNScores())
+    service = RequestService(
+        store, ledger, models, producer, DeadLetterPublisher(producer, "detector"),
+        torch.device("cpu"), InferenceGate(),
+    )  # fmt: skip
+    # when
+    await service.handle_batch([record(REQUESTS, encode_event(request_event()))])
+    # then the waiting client gets a failed request with the reason; the model is released
+    assert ledger.state == "failed" and "NaN" in ledger.reasons[0]
+    assert models.held == 0 and producer.on(REQUESTS_DONE) == []
