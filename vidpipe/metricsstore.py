@@ -1,6 +1,6 @@
 """Per-frame metrics documents in MongoDB collection ``frame_metrics``.
 
-One document per frame, ``_id`` = frame_id (``client/camera/seq``); writers merge fields
+One document per frame, ``_id`` = frame_id (``client/camera/session/seq``); writers merge fields
 into it with ``$set`` (upsert), so replays overwrite and stages can arrive in any order
 (what each stage contributes is the metrics sink's rule). Writes are batched through
 ``bulk_write``. Only operations that real MongoDB performs identically are used (the local

@@ -398,6 +398,7 @@ class DetectorService:
             event = DetectionsProduced(
                 client_id=w.frame.client_id,
                 camera_id=w.frame.camera_id,
+                session_id=w.frame.session_id,
                 frame_seq=w.frame.frame_seq,
                 image=w.frame.image,
                 annotations=ref,
@@ -464,6 +465,7 @@ def _frame_metrics(
     return FrameMetrics(
         client_id=frame.client_id,
         camera_id=frame.camera_id,
+        session_id=frame.session_id,
         frame_seq=frame.frame_seq,
         stage="detector",
         capture_ts_ns=frame.capture_ts_ns,
@@ -480,6 +482,7 @@ def _annotation_json(
         "frame_id": frame.frame_id,
         "client_id": frame.client_id,
         "camera_id": frame.camera_id,
+        "session_id": frame.session_id,
         "frame_seq": frame.frame_seq,
         "image": frame.image.model_dump(),
         "width": frame.width,

@@ -1,10 +1,11 @@
 """The renderer's unit of work: a batch of ``DetectionsProduced`` -> annotated JPEGs + clips.
 
 Annotated frames and clips go where :mod:`vidpipe.keys` says. Clips cover a fixed span of
-``clip_frames`` sequence numbers per camera (segment ``n`` holds
-``n*clip_frames <= frame_seq < (n+1)*clip_frames``); both keys are deterministic, so replays
-overwrite. A clip is written when its camera moves on to a later segment, after
-``clip_idle_s`` without frames, and on shutdown. It is assembled from the rendered frames
+``clip_frames`` sequence numbers per stream session of a camera (segment ``n`` holds
+``n*clip_frames <= frame_seq < (n+1)*clip_frames``), so a decoder restart starts new clips
+instead of mixing two runs; both keys are deterministic, so replays overwrite. A clip is
+written when its session moves on to a later segment, after ``clip_idle_s`` without frames,
+and on shutdown. It is assembled from the rendered frames
 this process holds plus any of the segment's renders already in S3 (rendered before a
 restart), so a restart mid-segment does not shorten the clip.
 
@@ -72,6 +73,7 @@ class _Drawable(Protocol):
 class _OpenClip:
     client_id: str
     camera_id: str
+    session_id: str
     segment: int
     #: True when this process wrote the camera's previous segment, so it saw this one from
     #: its first frame and need not look in S3 for renders made before a restart.
@@ -96,7 +98,8 @@ class RendererService:
         self._quality = jpeg_quality
         self._clip_frames = clip_frames
         self._clip_fps = clip_fps
-        self._open: dict[tuple[str, str], _OpenClip] = {}
+        #: (client, camera, session) -> the segment being collected
+        self._open: dict[tuple[str, str, str], _OpenClip] = {}
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
@@ -166,6 +169,7 @@ class RendererService:
         metrics = FrameMetrics(
             client_id=event.client_id,
             camera_id=event.camera_id,
+            session_id=event.session_id,
             frame_seq=event.frame_seq,
             stage="renderer",
             capture_ts_ns=event.capture_ts_ns,
@@ -178,7 +182,7 @@ class RendererService:
         await fut
 
     async def _add_to_clip(self, event: DetectionsProduced, jpeg: bytes) -> None:
-        camera = (event.client_id, event.camera_id)
+        camera = (event.client_id, event.camera_id, event.session_id)
         segment = event.frame_seq // self._clip_frames
         clip = self._open.get(camera)
         moved_on = clip is not None and clip.segment < segment
@@ -187,7 +191,11 @@ class RendererService:
             clip = None
         if clip is None:
             clip = self._open[camera] = _OpenClip(
-                event.client_id, event.camera_id, segment, seen_from_start=moved_on
+                event.client_id,
+                event.camera_id,
+                event.session_id,
+                segment,
+                seen_from_start=moved_on,
             )
         clip.frames[event.frame_seq] = jpeg
         clip.last_update = time.monotonic()
@@ -211,12 +219,17 @@ class RendererService:
             stored = await asyncio.to_thread(self._stored_render_seqs, clip)
             for seq in sorted((stored & set(wanted)) - frames.keys()):
                 ref = keys.render(
-                    FrameRef(client_id=clip.client_id, camera_id=clip.camera_id, frame_seq=seq)
+                    FrameRef(
+                        client_id=clip.client_id,
+                        camera_id=clip.camera_id,
+                        session_id=clip.session_id,
+                        frame_seq=seq,
+                    )
                 )
                 frames[seq] = await self._store.aget(ref.bucket, ref.key)
         ordered = [frames[s] for s in sorted(frames)]
         data = await asyncio.to_thread(encode_clip, ordered, self._clip_fps)
-        ref = keys.clip(clip.client_id, clip.camera_id, clip.segment)
+        ref = keys.clip(clip.client_id, clip.camera_id, clip.session_id, clip.segment)
         await self._store.aput(ref.bucket, ref.key, data, "video/mp4")
         CLIPS.inc()
         log.info(
@@ -225,7 +238,7 @@ class RendererService:
         )
 
     def _stored_render_seqs(self, clip: _OpenClip) -> set[int]:
-        prefix = keys.camera_prefix(clip.client_id, clip.camera_id)
+        prefix = keys.session_prefix(clip.client_id, clip.camera_id, clip.session_id)
         found = (
             keys.parse_seq(key, prefix, ".jpg")
             for key in self._store.iter_keys(RENDERS_BUCKET, prefix)

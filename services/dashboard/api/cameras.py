@@ -134,16 +134,16 @@ async def live(
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="stop after N events")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     conn.close()  # the stream may last minutes; do not hold a pooled connection
-    sent, last_seq, deadline = 0, -1, time.monotonic() + LIVE_MAX_S
+    sent, last, deadline = 0, None, time.monotonic() + LIVE_MAX_S
     while time.monotonic() < deadline and not await request.is_disconnected():
-        seq = await asyncio.to_thread(results.latest_seq, resources, camera)
-        if seq is not None and seq != last_seq:
-            frame = await asyncio.to_thread(results.frame_result, resources, camera, seq)
+        latest = await asyncio.to_thread(results.latest_frame, resources, camera)
+        if latest is not None and latest != last:
+            frame = await asyncio.to_thread(results.frame_result, resources, camera, latest)
             if frame is not None:
-                last_seq = seq
+                last = latest
                 yield ServerSentEvent(
                     event="result",
-                    id=str(seq),
+                    id=f"{latest[0]}/{latest[1]}",
                     data=CameraResult(camera_id=camera.camera_id, result=frame),
                 )
                 sent += 1

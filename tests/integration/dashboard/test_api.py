@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from services.dashboard.auth import Role
 from services.dashboard.settings import DashboardSettings
 from tests.integration.dashboard.conftest import Tenant, objects
-from tests.integration.dashboard.seed import seed_clip, seed_frame, seed_report
+from tests.integration.dashboard.seed import SESSION, seed_clip, seed_frame, seed_report
 from tests.unit.fakes import decoded
 from vidpipe.configstore import ConfigStore
 from vidpipe.events import FrameDecoded
@@ -210,7 +210,7 @@ def test_live_when_frame_lands_then_sse_result_event(
     with viewer.stream("GET", f"/api/v1/cameras/{tenant.camera_id}/live?limit=1") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in stream.iter_lines() if line]
-    assert "event: result" in lines and "id: 4" in lines
+    assert "event: result" in lines and f"id: {SESSION}/4" in lines
     data = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
     assert data["result"]["frame_seq"] == 4 and data["result"]["render_url"]
 

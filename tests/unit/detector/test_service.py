@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from services.detector.service import DetectorService
-from tests.unit.fakes import FakeProducer, FakeStore, record
+from tests.unit.fakes import SESSION, FakeProducer, FakeStore, record
+from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher
 from vidpipe.configstore import ClientConfig
 from vidpipe.events import (
@@ -97,12 +98,13 @@ def frame_event(
     return FrameDecoded(
         client_id=client_id,
         camera_id="cam-1",
+        session_id=SESSION,
         frame_seq=seq,
         capture_ts_ns=capture_ts_ns or now,
         decoded_ts_ns=now,
         width=64,
         height=48,
-        image=ObjectRef(bucket="frames", key=f"{client_id}/cam-1/{seq}.jpg"),
+        image=ObjectRef(bucket="frames", key=f"{client_id}/cam-1/{SESSION}/{seq}.jpg"),
     )
 
 
@@ -366,7 +368,7 @@ class RecordingPointer:
 
     async def advance(self, frames: Iterable[FrameDecoded]) -> None:
         for f in frames:
-            stored = ("annotations", f"{f.client_id}/{f.camera_id}/{f.frame_seq}.json")
+            stored = ("annotations", keys.annotation(f).key)
             self.advanced.append((f.frame_seq, stored in self.store.objects))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from services.renderer.clips import encode_clip
 from services.renderer.draw import draw_detections, label_color
 from services.renderer.service import RendererService
-from tests.unit.fakes import FakeProducer, FakeStore, record
+from tests.unit.fakes import SESSION, FakeProducer, FakeStore, record
 from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher
 from vidpipe.events import (
@@ -37,9 +37,10 @@ def detections_event(seq: int, camera_id: str = "cam-1") -> DetectionsProduced:
     return DetectionsProduced(
         client_id="acme",
         camera_id=camera_id,
+        session_id=SESSION,
         frame_seq=seq,
-        image=ObjectRef(bucket="frames", key=f"acme/{camera_id}/{seq}.jpg"),
-        annotations=ObjectRef(bucket="annotations", key=f"acme/{camera_id}/{seq}.json"),
+        image=ObjectRef(bucket="frames", key=f"acme/{camera_id}/{SESSION}/{seq}.jpg"),
+        annotations=ObjectRef(bucket="annotations", key=f"acme/{camera_id}/{SESSION}/{seq}.json"),
         width=64,
         height=48,
         model=ModelRef(name="m", version="1"),
@@ -85,12 +86,12 @@ async def test_handle_batch_when_detections_then_renders_metrics_and_clips_by_se
     await service.flush_all()
     # then every frame is rendered once, with a renderer metric, and two clips exist
     renders = sorted(k for k in store.iter_keys("renders", "acme/cam-1/") if k.endswith(".jpg"))
-    assert renders == [f"acme/cam-1/{s}.jpg" for s in (0, 1, 2, 3, 4)]
+    assert renders == [f"acme/cam-1/{SESSION}/{s}.jpg" for s in (0, 1, 2, 3, 4)]
     metrics = [FrameMetrics.model_validate_json(v) for v in producer.on(METRICS)]
     assert sorted(m.frame_seq for m in metrics) == [0, 1, 2, 3, 4]
     assert all(m.stage == "renderer" and m.rendered_ts_ns for m in metrics)
     for segment, count in ((0, 3), (1, 2)):
-        clip = store.objects[("renders", keys.clip("acme", "cam-1", segment).key)]
+        clip = store.objects[("renders", keys.clip("acme", "cam-1", SESSION, segment).key)]
         with av.open(io.BytesIO(clip), mode="r") as container:
             assert len(list(container.decode(video=0))) == count
 
@@ -98,7 +99,7 @@ async def test_handle_batch_when_detections_then_renders_metrics_and_clips_by_se
 async def test_write_clip_when_restarted_mid_segment_then_includes_earlier_renders() -> None:
     # given a render of frame 0 made before a restart
     store, producer = FakeStore(), FakeProducer()
-    store.objects[("renders", "acme/cam-1/0.jpg")] = jpeg()
+    store.objects[("renders", f"acme/cam-1/{SESSION}/0.jpg")] = jpeg()
     ev = detections_event(1)
     store.objects[("frames", ev.image.key)] = jpeg()
     service = RendererService(store, producer, DeadLetterPublisher(producer, "renderer"))
@@ -107,7 +108,7 @@ async def test_write_clip_when_restarted_mid_segment_then_includes_earlier_rende
     await service.flush_all()
     # then the clip holds both frames
     with av.open(
-        io.BytesIO(store.objects[("renders", keys.clip("acme", "cam-1", 0).key)]), mode="r"
+        io.BytesIO(store.objects[("renders", keys.clip("acme", "cam-1", SESSION, 0).key)]), mode="r"
     ) as c:
         assert len(list(c.decode(video=0))) == 2
 
@@ -128,7 +129,7 @@ async def test_handle_batch_when_image_missing_or_event_malformed_then_dead_lett
         (1, "missing_image"),
         (2, "invalid_event"),
     ]
-    assert ("renders", "acme/cam-1/0.jpg") in store.objects
+    assert ("renders", f"acme/cam-1/{SESSION}/0.jpg") in store.objects
 
 
 async def test_renderer_when_request_processed_then_annotated_image_stored_at_request_key() -> None:
