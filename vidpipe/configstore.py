@@ -157,8 +157,10 @@ class ConfigStore:
         #: client -> its config as last read (None: known to have none)
         self._last_known: dict[str, ClientConfig | None] = {}
         self._reads: dict[str, asyncio.Future[ClientConfig | None]] = {}
-        #: client -> monotonic time before which a failed read is not tried again
+        #: clients whose last read failed (served stale), and when to try again (monotonic)
+        self._failing: set[str] = set()
         self._failed_until: dict[str, float] = {}
+        self._lookups: dict[str, asyncio.Future[ClientConfig | None]] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     @property
@@ -235,56 +237,81 @@ class ConfigStore:
 
     async def read_client_config(self, client_id: str) -> ClientConfig | None:
         """:meth:`get_client_config` off the event loop, bounded by ``timeout_s`` per
-        dependency; when Redis and Postgres both fail, the config last read (stale: logged,
-        ``on_stale("config")``). Concurrent reads of one client share one lookup.
+        dependency; when Redis and Postgres both fail, the config last read (stale: counted
+        through ``on_stale("config")``, logged when it starts). While they are failing, the
+        last known config answers at once and a lookup is retried in the background at most
+        every ``timeout_s``, so an outage costs a batch at most one timeout. Concurrent reads
+        of one client share one lookup.
 
         Raises:
             ConfigUnavailable: both failed and this process never read the client's config.
             InvalidConfig: the stored config does not validate.
         """
-        if time.monotonic() < self._failed_until.get(client_id, 0.0):
-            return self._stale(client_id, "retried later")
+        if client_id in self._failing and client_id in self._last_known:
+            retry_due = time.monotonic() >= self._failed_until.get(client_id, 0.0)
+            if client_id not in self._reads and retry_due:
+                self._start_read(client_id)  # its outcome serves the next reads
+            return self._stale(client_id)
+        return await asyncio.shield(self._start_read(client_id))
+
+    def _start_read(self, client_id: str) -> asyncio.Future[ClientConfig | None]:
+        """The read of ``client_id`` in flight, started if there is none."""
         pending = self._reads.get(client_id)
         if pending is None:
             pending = asyncio.ensure_future(self._read(client_id))
             self._reads[client_id] = pending
-            pending.add_done_callback(lambda _: self._reads.pop(client_id, None))
-        return await asyncio.shield(pending)
+
+            def done(task: asyncio.Future[ClientConfig | None]) -> None:
+                self._reads.pop(client_id, None)
+                if not task.cancelled():
+                    task.exception()  # retrieved: a background read's failure is logged
+
+            pending.add_done_callback(done)
+        return pending
 
     async def _read(self, client_id: str) -> ClientConfig | None:
         if self._executor is None:
             # its own threads: a frozen dependency must not tie up the default executor
             self._executor = ThreadPoolExecutor(2, thread_name_prefix="configstore")
-        loop = asyncio.get_running_loop()
+        lookup = self._lookups.get(client_id)
+        if lookup is None or lookup.done():
+            # one blocking lookup per client at a time: a hung one is waited for again
+            # rather than piling new ones up behind it
+            loop = asyncio.get_running_loop()
+            lookup = loop.run_in_executor(self._executor, self.get_client_config, client_id)
+            lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._lookups[client_id] = lookup
         # Redis, then Postgres: each may take up to the timeout
         deadline = 2 * self._timeout_s + 1
         try:
-            config = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self.get_client_config, client_id),
-                deadline,
-            )
+            config = await asyncio.wait_for(asyncio.shield(lookup), deadline)
         except Exception as exc:
             if classify(exc) != "transient":
+                self._failing.discard(client_id)
                 raise
+            self._failed_until[client_id] = time.monotonic() + self._timeout_s
             if client_id not in self._last_known:
                 raise ConfigUnavailable(
                     f"client {client_id!r}: config unreachable and never read: {exc!r}"
                 ) from exc
-            self._failed_until[client_id] = time.monotonic() + self._timeout_s
-            return self._stale(client_id, repr(exc))
+            if client_id not in self._failing:
+                self._failing.add(client_id)
+                log.warning(
+                    "config store unreachable, serving the last known config: %r",
+                    exc,
+                    extra={"client_id": client_id},
+                )
+            return self._stale(client_id)
+        if client_id in self._failing:
+            self._failing.discard(client_id)
+            log.info("config store reachable again", extra={"client_id": client_id})
         self._last_known[client_id] = config
-        self._failed_until.pop(client_id, None)
         return config
 
-    def _stale(self, client_id: str, why: str) -> ClientConfig | None:
-        """The last known config of ``client_id``, counted and logged as stale."""
+    def _stale(self, client_id: str) -> ClientConfig | None:
+        """The last known config of ``client_id``, counted as stale."""
         if self._on_stale is not None:
             self._on_stale("config")
-        log.warning(
-            "config store unreachable, serving the last known config: %s",
-            why,
-            extra={"client_id": client_id},
-        )
         return self._last_known[client_id]
 
     def put_client_config(self, config: ClientConfig) -> None:

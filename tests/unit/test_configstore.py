@@ -84,3 +84,15 @@ async def test_read_when_config_invalid_then_raised_not_served_stale(store: Scri
 async def test_read_when_concurrent_for_one_client_then_one_lookup(store: Scripted) -> None:
     results = await asyncio.gather(*(store.read_client_config("acme") for _ in range(5)))
     assert results == [CONFIG] * 5 and store.lookups == 1
+
+
+async def test_read_when_store_back_then_fresh_config_after_one_retry(store: Scripted) -> None:
+    assert await store.read_client_config("acme") == CONFIG
+    store.answer = redis.exceptions.ConnectionError("refused")
+    assert await store.read_client_config("acme") == CONFIG  # stale
+    changed = CONFIG.model_copy(update={"score_threshold": 0.9})
+    store.answer = changed
+    await asyncio.sleep(0.15)  # past the retry interval (timeout_s)
+    assert await store.read_client_config("acme") == CONFIG  # retried in the background
+    await asyncio.sleep(0.05)
+    assert await store.read_client_config("acme") == changed

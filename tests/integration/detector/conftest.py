@@ -30,15 +30,18 @@ from tests.integration.detector.proxy import TcpProxy
 from vidpipe import keys
 from vidpipe.bus import ensure_topics, make_consumer, make_producer
 from vidpipe.configstore import ClientConfig, ConfigStore
-from vidpipe.events import DeadLetter, FrameDecoded, ObjectRef, encode_event
+from vidpipe.events import DeadLetter, FrameDecoded, FrameRef, encode_event
 from vidpipe.objectstore import ObjectStore
 from vidpipe.retries import RetryPolicy
 from vidpipe.runner import ConsumerSpec, consume
+from vidpipe.sessions import new_session_id
 from vidpipe.settings import MlflowSettings, PostgresSettings, RedisSettings, ServiceSettings
-from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET, TopicSpec, dead_letter_topic
+from vidpipe.topics import ANNOTATIONS_BUCKET, TopicSpec, dead_letter_topic
 
 #: no frame-age budget: these tests count frames, a slow shared CPU must not drop any
 NO_BUDGET_MS = 3_600_000
+#: the stream session of every frame these tests publish
+SESSION = new_session_id()
 
 
 def _port_of(url: str) -> tuple[str, int]:
@@ -204,12 +207,14 @@ def publish(
         try:
             for seq in seqs:
                 now = time.time_ns()
-                key = f"{keys.camera_prefix(client_id, camera_id)}{seq}.jpg"
-                await asyncio.to_thread(store.put, FRAMES_BUCKET, key, jpeg(seq), "image/jpeg")
+                ref = FrameRef(
+                    client_id=client_id, camera_id=camera_id, session_id=SESSION, frame_seq=seq
+                )
+                image = keys.frame_image(ref)
+                await asyncio.to_thread(store.put, image.bucket, image.key, jpeg(seq), "image/jpeg")
                 event = FrameDecoded(
-                    client_id=client_id, camera_id=camera_id, frame_seq=seq,
-                    capture_ts_ns=now, decoded_ts_ns=now, width=320, height=240,
-                    image=ObjectRef(bucket=FRAMES_BUCKET, key=key),
+                    **ref.model_dump(), capture_ts_ns=now, decoded_ts_ns=now,
+                    width=320, height=240, image=image,
                 )  # fmt: skip
                 await producer.send_and_wait(topic, encode_event(event), key=camera_id.encode())
                 await asyncio.sleep(every_s)
