@@ -31,8 +31,11 @@ def two_versions(settings: ServiceSettings, model_version: str) -> Iterator[tupl
     source = client.get_model_version("coco-centernet", model_version)
     name = f"it-detres-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
+    # MLflow 3 stores a version's artifacts as a logged model, source models:/<model id>
+    origin = str(source.source)
+    model_id = origin.removeprefix("models:/") if origin.startswith("models:/m-") else None
     versions = [
-        client.create_model_version(name, str(source.source), run_id=source.run_id).version
+        client.create_model_version(name, origin, run_id=source.run_id, model_id=model_id).version
         for _ in range(2)
     ]
     yield name, str(versions[0]), str(versions[1])
