@@ -15,10 +15,12 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from tests.unit.fakes import FakeProducer, record
+from vidpipe import runner
 from vidpipe.bus import DeadLetterPublisher
 from vidpipe.events import DeadLetter
 from vidpipe.failures import BadInput, TransientError, classify
 from vidpipe.retries import Interrupted, RetryingHandler, RetryPolicy
+from vidpipe.settings import KafkaSettings
 from vidpipe.topics import FRAMES_DECODED
 
 FAST = RetryPolicy(initial_s=0.01, max_backoff_s=0.02, unexpected_attempts=3)
@@ -193,4 +195,62 @@ async def test_retrying_when_stopped_during_outage_then_interrupted_nothing_dead
     # then the handler gives up without a dead letter (the caller commits nothing)
     with pytest.raises(Interrupted):
         await asyncio.wait_for(handler(frames(2)), 5)
+    assert letters(producer) == []
+
+
+class OnePollConsumer(PausingConsumer):
+    """One poll with two frames, then nothing; records commits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = [frames(2)]
+        self.committed: list[dict[TopicPartition, int]] = []
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        if self.paused_now >= self.assigned or not self.polls:
+            return await super().getmany(timeout_ms=min(timeout_ms, 10))
+        return {TP: self.polls.pop(0)}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed.append(offsets)
+
+
+class StartableProducer(FakeProducer):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def test_consume_when_handler_meets_an_outage_then_retried_and_committed_not_exited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a consumer service whose handler first finds Redis unreachable (the old runner
+    # let the error end the process)
+    consumer, producer = OnePollConsumer(), StartableProducer()
+    monkeypatch.setattr(runner, "make_producer", lambda kafka: producer)
+    monkeypatch.setattr(runner, "make_consumer", lambda *args, **kw: consumer)
+    stop = asyncio.Event()
+    handled: list[list[int]] = []
+
+    async def wiring(context: runner.ConsumerContext) -> runner.Wired:
+        async def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+            handled.append([r.offset for r in records])
+            if len(handled) == 1:
+                raise redis.exceptions.ConnectionError("Connection refused")
+            stop.set()
+
+        return runner.Wired(handle)
+
+    spec = runner.ConsumerSpec("detector", (FRAMES_DECODED,), "detector", 10, 1, retry=FAST)
+    # when
+    await asyncio.wait_for(runner.consume(spec, KafkaSettings(), wiring, stop), timeout=5)
+    # then the batch ran again, was committed, and nothing was dead-lettered
+    assert handled == [[0, 1], [0, 1]]
+    assert consumer.committed == [{TP: 2}]
     assert letters(producer) == []
