@@ -15,4 +15,5 @@ SERVICES: dict[str, str] = {
     "dashboard": "services.dashboard",
     "trainer": "services.trainer",
     "model-server": "services.model_server",
+    "janitor": "services.janitor",
 }

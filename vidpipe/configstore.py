@@ -95,7 +95,6 @@ class ClientConfig(BaseModel):
     model_version: str | None = None
     score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     classes_of_interest: tuple[str, ...] = ()
-    sampling_fps: float | None = Field(default=None, gt=0)
     max_frame_age_ms: int | None = Field(
         default=None, ge=1, description="frame-age budget; None: the detector's default"
     )
@@ -197,6 +196,8 @@ class ConfigStore:
             try:
                 return ClientConfig.model_validate_json(text)
             except ValidationError as exc:
+                # unparsable, or written by a version with other fields (e.g. before
+                # sampling_fps was dropped): Postgres is the truth, read it again
                 CACHE_PROBLEMS.labels("unparsable").inc()
                 log.warning(
                     "cached config unparsable, reading Postgres: %s",

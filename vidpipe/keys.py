@@ -17,6 +17,11 @@ Buckets are named in :mod:`vidpipe.topics`; everything of one camera lies under
 one session under :func:`session_prefix`; everything of a client's requests under
 :func:`requests_prefix` in their own bucket (a request id cannot be mistaken for a camera's
 frame). Session ids sort by start time (:mod:`vidpipe.sessions`).
+
+One more, outside any camera's prefix: while the renderer collects a clip segment it keeps a
+marker at :func:`pending_clip` (``renders/_pending-clips/{client}/{camera}/{session}/{n}``;
+ids never start with ``_``), deleted once the clip is written, so a renderer that dies first
+leaves a record of the clip to rebuild from the rendered frames.
 """
 
 from __future__ import annotations
@@ -77,6 +82,27 @@ def clip(client_id: str, camera_id: str, session_id: str, segment: int) -> Objec
     return ObjectRef(bucket=RENDERS_BUCKET, key=f"{prefix}{segment:06d}.mp4")
 
 
+#: Where open clip segments are marked (renders bucket).
+PENDING_CLIPS_PREFIX = "_pending-clips/"
+
+
+def pending_clip(client_id: str, camera_id: str, session_id: str, segment: int) -> ObjectRef:
+    """The marker of clip segment ``segment`` while the renderer collects its frames."""
+    session = session_prefix(client_id, camera_id, session_id)
+    return ObjectRef(bucket=RENDERS_BUCKET, key=f"{PENDING_CLIPS_PREFIX}{session}{segment:06d}")
+
+
+def parse_pending_clip(key: str) -> tuple[str, str, str, int] | None:
+    """``(client, camera, session, segment)`` of a :func:`pending_clip` key, else None."""
+    if not key.startswith(PENDING_CLIPS_PREFIX):
+        return None
+    parts = key[len(PENDING_CLIPS_PREFIX) :].split("/")
+    if len(parts) != 4 or not parts[3].isdigit():
+        return None
+    client_id, camera_id, session_id, segment = parts
+    return client_id, camera_id, session_id, int(segment)
+
+
 def parse_seq(key: str, prefix: str, suffix: str) -> int | None:
     """The number in ``{prefix}{number}{suffix}`` (a frame seq or clip segment), or ``None``
     when ``key`` has another shape (e.g. a clip key when frames are listed)."""
@@ -106,3 +132,9 @@ def request_render(client_id: str, request_id: str) -> ObjectRef:
     return ObjectRef(
         bucket=REQUESTS_BUCKET, key=f"{requests_prefix(client_id)}{request_id}.render.jpg"
     )
+
+
+def client_prefix(client_id: str) -> str:
+    """``client/``: the prefix of everything of one client (every camera, session and clip)
+    in the frames, annotations and renders buckets; what retention sweeps."""
+    return f"{client_id}/"

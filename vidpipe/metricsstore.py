@@ -55,5 +55,17 @@ class MetricsStore:
         """Documents matching ``query`` (ids only; no aggregation, which the stand-in lacks)."""
         return sum(1 for _ in self._collection.find(query, projection={"_id": 1}))
 
+    def delete_captured_before(self, client_id: str, before_ns: int) -> int:
+        """Delete the client's documents with ``capture_ts_ns`` < ``before_ns`` (ns since the
+        epoch); returns how many were deleted. Documents without a capture time stay."""
+        result = self._collection.delete_many(
+            {"client_id": client_id, "capture_ts_ns": {"$lt": before_ns}}
+        )
+        return int(result.deleted_count)
+
+    def count_captured_before(self, client_id: str, before_ns: int) -> int:
+        """How many documents :meth:`delete_captured_before` would delete."""
+        return self.count({"client_id": client_id, "capture_ts_ns": {"$lt": before_ns}})
+
     def close(self) -> None:
         self._client.close()

@@ -29,6 +29,8 @@ DETECTOR_CPU_ENV: Mapping[str, str] = {
 REPORT_SCHEDULE = "5 * * * *"
 #: The window each report run covers: the hour that just closed and the one before.
 REPORT_SINCE = "2h"
+#: Schedule of the retention janitor: the Kubernetes CronJob's (deploy/k8s/base/janitor.yaml).
+JANITOR_SCHEDULE = "35 * * * *"
 REPLICA_PORT_STEP = 10
 
 
@@ -72,6 +74,18 @@ PROGRAMS: tuple[ProgramSpec, ...] = (
             "services.reports",
             "--since",
             REPORT_SINCE,
+        ),
+    ),
+    ProgramSpec(
+        "janitor",
+        (
+            "-m",
+            "infra.local.cron",
+            "--schedule",
+            JANITOR_SCHEDULE,
+            "--",
+            sys.executable,
+            *_service("janitor"),
         ),
     ),
 )

@@ -61,6 +61,9 @@ class FakeStore:
     async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         self.objects[(bucket, key)] = data
 
+    async def adelete(self, bucket: str, key: str) -> None:
+        self.objects.pop((bucket, key), None)
+
     def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
         return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))
 
