@@ -19,11 +19,14 @@ to listing (:func:`services.dashboard.results.latest_frame`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from prometheus_client import Counter
 from redis import Redis
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from vidpipe.events import FrameDecoded
@@ -68,19 +71,31 @@ def newest_per_camera(frames: Iterable[FrameDecoded]) -> list[FrameDecoded]:
 class LatestFrames:
     """Advances the pointers (async; the detector's side)."""
 
-    def __init__(self, settings: RedisSettings, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, settings: RedisSettings, timeout_s: float = 0.5, pause_s: float = 5.0
+    ) -> None:
         self._redis = aioredis.Redis.from_url(
-            settings.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            settings.url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # a lost update costs nothing; a slow one a batch
         )
         self._advance = self._redis.register_script(_ADVANCE)
+        self._pause_s = pause_s
+        self._paused_until = 0.0
 
     async def advance(self, frames: Iterable[FrameDecoded]) -> None:
         """Point each camera of ``frames`` at its newest frame, if newer than the pointer.
 
         Call only after the frames' annotation documents are stored. Never raises for
         Redis errors: they are logged and counted, and the pointer stays where it was.
+        After a failure, updates are skipped (counted) for ``pause_s``, so an unreachable or
+        hanging Redis costs the detector one ``timeout_s`` per pause, not one per batch.
         """
         for frame in newest_per_camera(frames):
+            if time.monotonic() < self._paused_until:
+                POINTER_FAILURES.inc()
+                continue
             try:
                 await self._advance(
                     keys=[pointer_key(frame.client_id, frame.camera_id)],
@@ -88,8 +103,10 @@ class LatestFrames:
                 )
             except RedisError as exc:
                 POINTER_FAILURES.inc()
+                self._paused_until = time.monotonic() + self._pause_s
                 log.warning(
-                    "latest-frame pointer not advanced: %s",
+                    "latest-frame pointer not advanced (updates paused %.0f s): %s",
+                    self._pause_s,
                     exc,
                     extra={"client_id": frame.client_id, "camera_id": frame.camera_id},
                 )

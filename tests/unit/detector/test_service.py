@@ -58,7 +58,7 @@ class FakeConfigs:
     def __init__(self, configs: dict[str, ClientConfig]) -> None:
         self.configs = configs
 
-    def get_client_config(self, client_id: str) -> ClientConfig | None:
+    async def read_client_config(self, client_id: str) -> ClientConfig | None:
         return self.configs.get(client_id)
 
 
@@ -74,13 +74,16 @@ class FakeModels:
         self.available = available
         self.module = module or FixedBoxes()
 
-    def resolve(self, selector: ModelSelector) -> ModelRef:
+        self.held = 0
+
+    async def acquire(self, selector: ModelSelector) -> LoadedModel:
         if not self.available:
             raise ModelUnavailable(f"{selector.uri}: no such alias")
-        return MODEL
+        self.held += 1
+        return LoadedModel(ref=MODEL, module=self.module, labels=tuple(FixedBoxes.labels))
 
-    def get(self, ref: ModelRef) -> LoadedModel:
-        return LoadedModel(ref=ref, module=self.module, labels=tuple(FixedBoxes.labels))
+    def release(self, model: LoadedModel) -> None:
+        self.held -= 1
 
 
 def jpeg(width: int = 64, height: int = 48) -> bytes:
@@ -275,8 +278,8 @@ class SlowModel(torch.nn.Module):
 
 
 class SlowModels(FakeModels):
-    def get(self, ref: ModelRef) -> LoadedModel:
-        return LoadedModel(ref=ref, module=SlowModel(0.3), labels=tuple(FixedBoxes.labels))
+    def __init__(self) -> None:
+        super().__init__(module=SlowModel(0.3))
 
 
 async def test_handle_batch_when_frames_age_during_earlier_chunks_then_later_ones_dropped() -> None:
