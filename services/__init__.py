@@ -8,6 +8,7 @@ from __future__ import annotations
 
 #: Service name (as on the command line) -> module run with ``python -m``.
 SERVICES: dict[str, str] = {
+    "agent": "services.agent",
     "decoder": "services.decoder",
     "detector": "services.detector",
     "renderer": "services.renderer",
@@ -16,4 +17,5 @@ SERVICES: dict[str, str] = {
     "dashboard": "services.dashboard",
     "trainer": "services.trainer",
     "model-server": "services.model_server",
+    "janitor": "services.janitor",
 }

@@ -9,6 +9,7 @@ from services.dashboard.pages import (
     accounts,
     agents,
     cameras,
+    clients,
     config,
     jobs,
     login,
@@ -17,5 +18,5 @@ from services.dashboard.pages import (
 )
 
 page_router = APIRouter(tags=["pages"])
-for module in (login, cameras, agents, config, reports, jobs, accounts, requests):
+for module in (login, cameras, agents, config, reports, jobs, accounts, clients, requests):
     page_router.include_router(module.router)

@@ -135,7 +135,7 @@ def add_camera(
                 "client_id": blank_to_none(form.client_id),
             }
         )
-        camera = cameras.create_camera(conn, resources.url_rules, user, body)
+        camera = cameras.create_camera(conn, resources.url_rules, resources.publisher, user, body)
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, False, field_errors(exc), 422)
     return redirect(request, f"/cameras/{camera.camera_id}", f"Camera {camera.camera_id} added.")
@@ -193,7 +193,9 @@ def save_camera(
     form = form.model_copy(update={"camera_id": camera_id, "client_id": current.client_id})
     try:
         fields = CameraFields.model_validate(form.fields())
-        cameras.update_camera(conn, resources.url_rules, user, camera_id, fields)
+        cameras.update_camera(
+            conn, resources.url_rules, resources.publisher, user, camera_id, fields
+        )
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, True, field_errors(exc), 422)
     return redirect(request, "/cameras", f"Camera {camera_id} saved.")
@@ -208,6 +210,6 @@ def remove_camera(
     camera_id: CameraId,
     form: Annotated[CsrfForm, Form()],
 ) -> Response:
-    deleted = cameras.delete_camera(conn, user, camera_id)
+    deleted = cameras.delete_camera(conn, resources.publisher, user, camera_id)
     camera_status.forget(resources.redis, deleted.client_id, camera_id)
     return redirect(request, "/cameras", f"Camera {camera_id} deleted.")

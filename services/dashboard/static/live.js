@@ -47,7 +47,9 @@
       event.preventDefault();
       const response = await fetch(`/api/v1/cameras/${encodeURIComponent(camera)}/clips`);
       if (!response.ok) return;
-      const clip = (await response.json()).find((c) => String(c.segment) === link.dataset.segment);
+      const clip = (await response.json()).find(
+        (c) => String(c.segment) === link.dataset.segment && c.session_id === link.dataset.session,
+      );
       if (clip && player) { player.src = clip.url; player.play(); }
     });
   });
