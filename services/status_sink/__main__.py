@@ -19,13 +19,7 @@ def wiring(settings: StatusSinkSettings) -> Wiring:
         )
         # types-redis predates redis 5's aclose (close() is deprecated since)
         context.exit_stack.push_async_callback(redis.aclose)  # type: ignore[attr-defined]
-        service = StatusSinkService(
-            redis,
-            context.dead_letters,
-            context.stop,
-            retry_max_s=settings.retry_max_s,
-            gauges_every_s=settings.gauges_every_s,
-        )
+        service = StatusSinkService(redis, context.dead_letters, settings.gauges_every_s)
         return Wired(service.handle_batch, on_idle=service.on_idle)
 
     return wire

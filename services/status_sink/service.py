@@ -6,29 +6,21 @@ nothing recomputes them too (every ``gauges_every_s``), so an agent that dies tu
 on the gauges without a new message.
 
 A heartbeat that does not validate is dead-lettered. A Redis outage is not the message's
-fault: the batch is retried with exponential backoff until Redis answers (or the process is
-stopped, which then exits without committing), and never dead-lettered.
+fault: the handler raises Redis's connection or timeout error, which the runner's failure
+policy (:mod:`vidpipe.retries`) retries with backoff while the consumer stays in its group,
+for as long as Redis is away, and never dead-letters. Recording is idempotent, so a batch
+retried after a partial write changes nothing twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Gauge
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_exponential,
-)
 
 from vidpipe.agent_status import (
     agent_census,
@@ -41,15 +33,10 @@ from vidpipe.events import AgentHeartbeat, InvalidEvent, parse_event
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 HEARTBEATS = Counter(
     "vidpipe_status_sink_heartbeats_total",
     "Agent heartbeats consumed, by outcome",
     ["outcome"],  # recorded | superseded (older than one already stored, or in the batch)
-)
-REDIS_RETRIES = Counter(
-    "vidpipe_status_sink_redis_retries_total", "Batches retried because Redis failed"
 )
 CAMERAS = Gauge(
     "vidpipe_cameras",
@@ -70,28 +57,26 @@ def newest_per_agent(beats: list[AgentHeartbeat]) -> list[AgentHeartbeat]:
 
 
 class StatusSinkService:
-    """Records heartbeats into the status store and keeps the state gauges current.
-
-    ``stop``: the process's stop signal; while it is clear, Redis failures are retried
-    forever (waits from 0.5 s doubling up to ``retry_max_s``).
-    """
+    """Records heartbeats into the status store and keeps the state gauges current."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
         dead_letters: DeadLetterPublisher,
-        stop: asyncio.Event,
-        retry_max_s: float = 30.0,
         gauges_every_s: float = 5.0,
     ) -> None:
         self._redis = redis
         self._dead_letters = dead_letters
-        self._stop = stop
-        self._retry_max_s = retry_max_s
         self._gauges_every_s = gauges_every_s
         self._gauges_at = 0.0
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Record each agent's newest valid heartbeat, update the gauges, dead-letter the
+        invalid ones.
+
+        Raises:
+            redis.exceptions.RedisError: Redis unreachable (the runner retries the batch).
+        """
         beats: list[AgentHeartbeat] = []
         rejected: list[Rejected] = []
         for rec in records:
@@ -102,9 +87,9 @@ class StatusSinkService:
         newest = newest_per_agent(beats)
         HEARTBEATS.labels("superseded").inc(len(beats) - len(newest))
         for beat in newest:
-            stored = await self._retrying(partial(record_heartbeat, self._redis, beat))
+            stored = await record_heartbeat(self._redis, beat)
             HEARTBEATS.labels("recorded" if stored else "superseded").inc()
-        await self._retrying(self.update_gauges)
+        await self.update_gauges()
         await self._dead_letters.publish(rejected)
 
     async def on_idle(self) -> None:
@@ -129,32 +114,3 @@ class StatusSinkService:
         for state, count in agent_census(agents).items():
             AGENTS.labels(state).set(count)
         self._gauges_at = time.monotonic()
-
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()``, retried with backoff while Redis fails and the process runs.
-
-        Raises:
-            redis.exceptions.RedisError: the stop signal came while Redis was failing.
-        """
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(RedisError),
-            wait=wait_exponential(multiplier=0.5, max=self._retry_max_s),
-            stop=lambda _state: self._stop.is_set(),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable: tenacity returns or raises")
-
-
-def _log_retry(state: RetryCallState) -> None:
-    REDIS_RETRIES.inc()
-    outcome = state.outcome
-    log.warning(
-        "Redis failed (%s); retry %d in %.1f s",
-        outcome.exception() if outcome else "?",
-        state.attempt_number,
-        state.next_action.sleep if state.next_action else 0.0,
-    )

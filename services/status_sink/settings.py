@@ -13,9 +13,6 @@ class StatusSinkSettings(ConsumerSettings):
     poll_timeout_ms: int = Field(default=500, ge=1)
     metrics_port: int | None = Field(default=9105, description="Prometheus /metrics port")
     redis_timeout_s: float = Field(default=2.0, gt=0, description="one Redis call's limit")
-    retry_max_s: float = Field(
-        default=30.0, gt=0, description="longest wait between retries while Redis is down"
-    )
     gauges_every_s: float = Field(
         default=5.0, gt=0, description="how often idle polls recompute the state gauges"
     )

@@ -112,11 +112,10 @@ async def running_sink(settings: StatusSinkSettings, topic: str) -> AsyncIterato
 
 def sink_settings(**overrides: Any) -> StatusSinkSettings:
     """The sink's settings from the environment, in a group of its own, without a metrics
-    port, with quick retries and gauges."""
+    port, with quick gauges."""
     values: dict[str, Any] = {
         "group_id": f"status-sink-test-{uuid.uuid4().hex[:8]}",
         "metrics_port": None,
-        "retry_max_s": 1.0,
         "gauges_every_s": 0.5,
     }
     return StatusSinkSettings(**(values | overrides))

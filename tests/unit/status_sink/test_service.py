@@ -1,9 +1,9 @@
-"""The status sink without services: one heartbeat per agent per batch, and Redis failures
-retried with backoff until Redis answers or the process stops (never dead-lettered)."""
+"""The status sink without services: one heartbeat per agent per batch, the gauges from the
+store, and idle recomputation that outlives a Redis failure (batch retries are the runner's:
+tests/integration/status)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -13,27 +13,28 @@ from services.status_sink.service import AGENTS, CAMERAS, StatusSinkService, new
 from tests.unit.test_agent_status import NOW, NS, beat, camera
 
 
-class FailingRedis:
-    """Answers the gauges' reads (one live agent with one streaming camera) after failing
-    ``failures`` times."""
+class StoredAgents:
+    """Answers the gauges' reads: agent a (live, c1 streaming, c2 failed) and agent b (lost,
+    c3); the first ``failures`` reads fail."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int = 0) -> None:
         self.failures = failures
-        self.calls = 0
-        self.beat = beat("agent-a", NOW, camera("c1")).model_dump_json()
+        self.beats = {
+            b"a": beat("a", NOW, camera("c1"), camera("c2", state="failed")).model_dump_json(),
+            b"b": beat("b", NOW - 20 * NS, camera("c3")).model_dump_json(),
+        }
 
     async def zremrangebyscore(self, *args: Any) -> int:
-        self.calls += 1
         if self.failures:
             self.failures -= 1
             raise RedisConnectionError("Connection refused")
         return 0
 
     async def zrevrange(self, *args: Any) -> list[bytes]:
-        return [b"agent-a"]
+        return list(self.beats)
 
     async def mget(self, keys: list[str]) -> list[str]:
-        return [self.beat]
+        return [self.beats[k.rsplit(":", 1)[1].encode()] for k in keys]
 
 
 class NoDeadLetters:
@@ -49,22 +50,25 @@ def test_newest_per_agent_when_several_beats_then_each_agents_latest() -> None:
     ]
 
 
-async def test_gauges_when_redis_fails_twice_then_retried_and_set(
+async def test_gauges_when_store_read_then_cameras_and_agents_per_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("vidpipe.agent_status.time.time_ns", lambda: NOW + NS)
-    redis = FailingRedis(failures=2)
-    sink = StatusSinkService(redis, NoDeadLetters(), asyncio.Event(), retry_max_s=0.01)  # type: ignore[arg-type]
-    await sink._retrying(sink.update_gauges)
-    assert redis.calls == 3
-    assert CAMERAS.labels("streaming")._value.get() == 1
-    assert CAMERAS.labels("unknown")._value.get() == 0
-    assert AGENTS.labels("live")._value.get() == 1
+    sink = StatusSinkService(StoredAgents(), NoDeadLetters())  # type: ignore[arg-type]
+    await sink.update_gauges()
+    values = {s: CAMERAS.labels(s)._value.get() for s in ("streaming", "failed", "unknown")}
+    assert values == {"streaming": 1, "failed": 1, "unknown": 1}
+    assert CAMERAS.labels("reconnecting")._value.get() == 0
+    assert (AGENTS.labels("live")._value.get(), AGENTS.labels("lost")._value.get()) == (1, 1)
 
 
-async def test_retry_when_stopped_while_redis_down_then_raises() -> None:
-    stop = asyncio.Event()
-    stop.set()
-    sink = StatusSinkService(FailingRedis(failures=99), NoDeadLetters(), stop)  # type: ignore[arg-type]
-    with pytest.raises(RedisConnectionError):
-        await sink._retrying(sink.update_gauges)
+async def test_idle_when_redis_fails_then_logged_and_next_idle_retries(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("vidpipe.agent_status.time.time_ns", lambda: NOW + NS)
+    store = StoredAgents(failures=1)
+    sink = StatusSinkService(store, NoDeadLetters(), gauges_every_s=0.0)  # type: ignore[arg-type]
+    await sink.on_idle()  # Redis refuses: no exception, a warning
+    assert "state gauges not updated" in caplog.text
+    await sink.on_idle()
+    assert AGENTS.labels("live")._value.get() == 1 and store.failures == 0
