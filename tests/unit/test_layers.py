@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,12 @@ def test_lint_imports_when_boundary_crossed_then_that_contract_broken(
     # "<contract> BROKEN", or "<contract> BROKEN (n ignored imports)"
     broken_lines = [line for line in done.stdout.splitlines() if "BROKEN" in line.split()]
     assert any(line.startswith(broken) for line in broken_lines), done.stdout
+
+
+def test_services_contract_when_read_then_names_every_service_package() -> None:
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [peers] = [c for c in contracts["contracts"] if c["type"] == "independence"]
+    packages = {
+        f"services.{p.name}" for p in (REPO / "services").iterdir() if (p / "__init__.py").is_file()
+    }
+    assert set(peers["modules"]) == packages
