@@ -11,11 +11,13 @@ from functools import partial
 
 import pytest
 from aiokafka import TopicPartition
+from redis import Redis
 from typer.testing import CliRunner
 
 from services.agent.ownership import control_partition
 from tests.integration.agent.conftest import Agents, Frames, HeartbeatWatch, add_camera
 from tests.integration.decoder.conftest import RtspServer
+from vidpipe.agent_status import HEARTBEAT_S, LOST_AFTER_S, list_agents
 from vidpipe.bus import make_consumer, make_producer
 from vidpipe.control import announce_camera_change
 from vidpipe.events import CameraChanged, parse_event
@@ -85,6 +87,15 @@ def test_agents_when_owner_killed_then_its_cameras_stream_on_the_survivor_within
     survivor = heartbeats.latest(second)
     assert survivor is not None and set(survivor.partitions) == set(PARTITIONS)
     assert max(moved.values()) <= 20, moved
+    # and what the dashboard reads (the status store) shows the killed agent as lost
+    with Redis.from_url(stack_settings.redis.url) as redis:
+
+        def shown_lost() -> bool:
+            return any(v.lost for v in list_agents(redis) if v.heartbeat.agent_id == first)
+
+        heartbeats.wait(shown_lost, 30, f"{first} shown as lost")
+    lost_s = time.monotonic() - killed
+    assert lost_s <= LOST_AFTER_S + 2 * HEARTBEAT_S, lost_s
 
     terminated = time.monotonic()
     assert second_proc.stop(timeout_s=30) == 0, "SIGTERM: a clean exit"
@@ -94,13 +105,15 @@ def test_agents_when_owner_killed_then_its_cameras_stream_on_the_survivor_within
         10,
         "a last heartbeat marked stopping",
     )
-    assert {c.camera_id for c in last.cameras} == set(cameras)
+    mine = [c for c in last.cameras if c.client_id == client_id]  # not other tests' cameras
+    assert {c.camera_id for c in mine} == set(cameras)
     assert {c.state for c in last.cameras} == {"stopped"}
 
     print(
         "\nfailover after kill -9: first frame on the survivor "
         + ", ".join(f"{c} {s:.1f} s" for c, s in moved.items())
-        + f" (<= 20 s; session timeout 10 s); SIGTERM of the survivor with 4 cameras: exit"
+        + f" (<= 20 s; session timeout 10 s); shown lost after {lost_s:.1f} s;"
+        f" SIGTERM of the survivor with 4 cameras: exit"
         f" after {shutdown_s:.1f} s, last heartbeat marked stopping"
     )
 
