@@ -129,6 +129,7 @@ async def consume(
                 max_records=spec.max_records,
                 timeout_ms=spec.poll_timeout_ms,
                 on_idle=wired.on_idle,
+                service=spec.service,
             )
         finally:
             READY.labels(spec.service).set(0)

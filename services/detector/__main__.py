@@ -125,6 +125,7 @@ async def serve_requests(
                 context.stop,
                 max_records=settings.requests_max_records,
                 timeout_ms=200,
+                service="detector-requests",
             )
         finally:
             context.stop.set()  # the frame loop ends too: the process restarts whole
