@@ -42,10 +42,10 @@ from infra.local.media import fetch_vtest
 from infra.local.processes import ServiceProcess, port_open, start_service
 from services.dashboard.accounts import ApiKeyIn, create_api_key
 from services.dashboard.auth import Principal, Role
-from services.decoder.service import DecoderService
 from vidpipe.bus import make_producer
 from vidpipe.configstore import ClientConfig, ConfigStore
 from vidpipe.db import create_engine, detection_requests
+from vidpipe.decoding.publisher import DecoderService
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
 from vidpipe_cli.demo.runner import DETECTOR_CPU_ENV

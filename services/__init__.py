@@ -8,11 +8,14 @@ from __future__ import annotations
 
 #: Service name (as on the command line) -> module run with ``python -m``.
 SERVICES: dict[str, str] = {
+    "agent": "services.agent",
     "decoder": "services.decoder",
     "detector": "services.detector",
     "renderer": "services.renderer",
     "metrics-sink": "services.metrics_sink",
+    "status-sink": "services.status_sink",
     "dashboard": "services.dashboard",
     "trainer": "services.trainer",
     "model-server": "services.model_server",
+    "janitor": "services.janitor",
 }

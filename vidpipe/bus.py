@@ -6,12 +6,14 @@ are keyed by frame, so a redelivered message overwrites instead of duplicating. 
 and transactional producers are deliberately not used (the local broker does not support
 aiokafka's InitProducerId request); ``acks="all"`` is.
 
-Rebalances (a replica joining, leaving or restarting) are part of normal operation: while a
-batch is handled, the consumer keeps polling with every assigned partition paused, so it
-stays in its group however long the batch takes and fetches nothing new; afterwards the
-partitions it paused are resumed (those still assigned). A commit refused because the
-partitions were revoked meanwhile is logged and counted, not raised: the batch's effects
-are idempotent and the partitions' new owner replays from the last committed offset.
+Rebalances (a replica joining, leaving or restarting) are part of normal operation. A
+consumer may keep polling with every assigned partition paused while a batch is handled
+(``keepalive_ms``), so it stays in its group however long the batch takes and fetches
+nothing new; afterwards the partitions it paused are resumed (those still assigned).
+Offsets of partitions revoked during a batch are not committed, and a commit refused
+because the group rebalanced meanwhile is logged and counted, not raised: the batch's
+effects are idempotent and the partitions' new owner replays from the last committed
+offset.
 Dead letters are at-least-once too (see :class:`DeadLetterPublisher`).
 """
 
@@ -218,16 +220,20 @@ async def consume_batches(
     timeout_ms: int,
     on_idle: IdleHandler | None = None,
     service: str = "consumer",
-    keepalive_ms: int = 500,
+    keepalive_ms: int | None = None,
 ) -> None:
     """Poll up to ``max_records`` messages (waiting at most ``timeout_ms``), hand them to
     ``handle`` as one batch across partitions, then commit each partition's next offset.
 
-    While ``handle`` runs, the consumer keeps polling every ``keepalive_ms`` with its
-    partitions paused (:func:`handle_paused`), so a long batch does not cost it its group
-    membership. ``handle`` must only return once the batch's effects are durable; if it
-    raises, nothing is committed and the exception propagates (the process restarts and
-    the batch is redelivered). Offsets of partitions revoked meanwhile are not committed,
+    With ``keepalive_ms``, the consumer keeps polling that often with its partitions paused
+    while ``handle`` runs (:func:`handle_paused`), so a long batch does not cost it its
+    group membership; without it (the runner's default: its
+    :class:`~vidpipe.retries.RetryingHandler` polls paused itself while it backs off, and
+    one poller at a time is the rule) ``handle`` is awaited directly.
+
+    ``handle`` must only return once the batch's effects are durable; if it raises,
+    nothing is committed and the exception propagates (the process restarts and the batch
+    is redelivered). Offsets of partitions revoked meanwhile are not committed,
     and a commit the group refuses (:data:`REBALANCE_ERRORS`) is logged and counted in
     ``vidpipe_commits_refused_total{service}``: the partitions' new owner replays. A poll
     that returns nothing calls ``on_idle`` (when given). Returns when ``stop`` is set.
@@ -239,7 +245,10 @@ async def consume_batches(
             if on_idle is not None and not stop.is_set():
                 await on_idle()
             continue
-        await handle_paused(consumer, handle(records), keepalive_ms)
+        if keepalive_ms is None:
+            await handle(records)
+        else:
+            await handle_paused(consumer, handle(records), keepalive_ms)
         offsets = {
             TopicPartition(tp.topic, tp.partition): batch[-1].offset + 1
             for tp, batch in polled.items()

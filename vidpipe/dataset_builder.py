@@ -96,12 +96,13 @@ def build_from_camera(
     footage never becomes a shared dataset.
 
     Frames are those whose ``capture_ts_ns`` (ns since the epoch) is ``>= since_ns`` (all
-    when ``None``), in ``frame_seq`` order, the first ``max_frames`` of them. Detections
+    when ``None``), in capture order, the first ``max_frames`` of them. Detections
     with ``score >= min_score`` and, if ``labels`` is given, a label in it become COCO
     annotations (``iscrowd`` 0, ``area`` = w*h px²); category ids are 1..K by sorted label
     name. A frame with no kept detection is still included, as a negative (an image with no
     annotations: "nothing of interest here" per the teacher). Images are the frame JPEGs
-    (``image.bucket``/``image.key`` of each annotation), named ``{frame_seq}.jpg``.
+    (``image.bucket``/``image.key`` of each annotation), named ``{session_id}-{frame_seq}.jpg``
+    (frames of several stream sessions never collide).
 
     Raises:
         DatasetExists: ``name`` is already stored and ``overwrite`` is false.
@@ -123,14 +124,16 @@ def build_from_camera(
     found = [
         k
         for k in store.iter_keys(ANNOTATIONS_BUCKET, prefix)
-        if keys.parse_seq(k, prefix, ".json") is not None
+        if (session := keys.parse_session(k, client_id, camera_id)) is not None
+        and keys.parse_seq(k, keys.session_prefix(client_id, camera_id, session), ".json")
+        is not None
     ]
     window = "all time" if since_ns is None else f"capture_ts_ns >= {since_ns} ({_iso(since_ns)})"
     log.info("reading annotations", extra={"camera": prefix, "objects": len(found)})
     docs = _fetch_all(found, lambda k: _read_json(store, ANNOTATIONS_BUCKET, k), "annotations")
     frames = sorted(
         (d for d in docs if since_ns is None or int(d["capture_ts_ns"]) >= since_ns),
-        key=lambda d: int(d["frame_seq"]),
+        key=lambda d: (int(d["capture_ts_ns"]), int(d["frame_seq"])),
     )[:max_frames]
     if not frames:
         raise InvalidDataset(
@@ -155,7 +158,7 @@ def build_from_camera(
             extra={"dataset": name, "min_score": min_score, "images": len(frames)},
         )
     jpegs = _fetch_all(frames, lambda d: _read_frame(store, d), "frames")
-    images = {f"{int(d['frame_seq'])}.jpg": data for d, data in zip(frames, jpegs, strict=True)}
+    images = {_file_name(d): data for d, data in zip(frames, jpegs, strict=True)}
     upload_dataset(store, name, coco, images)
     return _summary(name, coco, coco["info"]["teachers"])
 
@@ -202,6 +205,11 @@ def import_folder(
     return _summary(name, coco, [])
 
 
+def _file_name(doc: dict[str, Any]) -> str:
+    """``{session_id}-{frame_seq}.jpg`` of an annotation document."""
+    return f"{doc['session_id']}-{int(doc['frame_seq'])}.jpg"
+
+
 def _coco_from_frames(
     frames: list[dict[str, Any]], min_score: float, labels: set[str] | None
 ) -> dict[str, Any]:
@@ -213,7 +221,7 @@ def _coco_from_frames(
         images.append(
             {
                 "id": image_id,
-                "file_name": f"{int(doc['frame_seq'])}.jpg",
+                "file_name": _file_name(doc),
                 "width": width,
                 "height": height,
                 "frame_seq": int(doc["frame_seq"]),

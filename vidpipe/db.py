@@ -50,8 +50,14 @@ clients = sa.Table(
     sa.Column("client_id", sa.Text(), primary_key=True),
     sa.Column("name", sa.Text(), nullable=False),
     _created(),
+    # days its frames, annotations, renders, clips, requests and metrics are kept; NULL: the
+    # platform default (vidpipe.retention)
+    sa.Column("retention_days", sa.Integer(), nullable=True),
     # 'shared' marks records every client may read (accuracy_reports, model_promotions)
     sa.CheckConstraint(f"client_id <> '{SHARED}'", name="ck_clients_not_shared"),
+    sa.CheckConstraint(
+        "retention_days IS NULL OR retention_days > 0", name="ck_clients_retention_days_positive"
+    ),
 )
 
 cameras = sa.Table(
@@ -86,7 +92,6 @@ client_configs = sa.Table(
         nullable=False,
         server_default=sa.text("'{}'::text[]"),
     ),
-    sa.Column("sampling_fps", sa.Double(), nullable=True),
     _created("updated_at"),
     # frame-age budget in ms; NULL: the detector's default
     sa.Column("max_frame_age_ms", sa.Integer(), nullable=True),
@@ -97,10 +102,6 @@ client_configs = sa.Table(
     sa.CheckConstraint(
         "(model_alias IS NULL) <> (model_version IS NULL)",
         name="ck_client_configs_alias_xor_version",
-    ),
-    sa.CheckConstraint(
-        "sampling_fps IS NULL OR sampling_fps > 0",
-        name="ck_client_configs_sampling_fps_positive",
     ),
     sa.CheckConstraint(
         "max_frame_age_ms IS NULL OR max_frame_age_ms > 0",

@@ -39,22 +39,28 @@ class ModelRef(_Frozen):
 
 
 class FrameRef(_Frozen):
-    """Identity of one frame: the idempotence key of every effect derived from it."""
+    """Identity of one frame: the idempotence key of every effect derived from it.
+
+    ``session_id`` names one run of the camera's decoder (:mod:`vidpipe.sessions`): every
+    decoder start opens a new session and numbers its frames from 0, so (camera, session,
+    seq) is unique and a restart never overwrites or merges an earlier run's frames.
+    """
 
     client_id: Id = Field(pattern=ID_PATTERN)
     camera_id: Id = Field(pattern=ID_PATTERN)
-    frame_seq: int = Field(ge=0, description="index of the frame in its camera's stream")
+    session_id: Id = Field(pattern=ID_PATTERN)
+    frame_seq: int = Field(ge=0, description="index of the frame in its session's stream")
 
     @property
     def frame_id(self) -> str:
-        """``client/camera/seq``: unique per frame, stable across replays."""
-        return f"{self.client_id}/{self.camera_id}/{self.frame_seq}"
+        """``client/camera/session/seq``: unique per frame, stable across replays."""
+        return f"{self.client_id}/{self.camera_id}/{self.session_id}/{self.frame_seq}"
 
 
 class FrameDecoded(FrameRef):
-    """A decoded frame stored as JPEG. Topic ``frames.decoded.v1``, key = camera_id."""
+    """A decoded frame stored as JPEG. Topic ``frames.decoded.v2``, key = camera_id."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     capture_ts_ns: int = Field(gt=0)
     decoded_ts_ns: int = Field(gt=0)
     width: int = Field(gt=0, le=16384)
@@ -78,12 +84,12 @@ class Detection(_Frozen):
 
 
 class DetectionsProduced(FrameRef):
-    """Detections for one frame. Topic ``detections.v1``, key = camera_id.
+    """Detections for one frame. Topic ``detections.v2``, key = camera_id.
 
     Carries every hop's timestamp so downstream stages can compute frame age.
     """
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     image: ObjectRef
     annotations: ObjectRef
     width: int = Field(gt=0)
@@ -96,7 +102,7 @@ class DetectionsProduced(FrameRef):
 
 
 class FrameMetrics(FrameRef):
-    """Per-frame, per-stage performance facts. Topic ``metrics.v1``, key = camera_id.
+    """Per-frame, per-stage performance facts. Topic ``metrics.v2``, key = camera_id.
 
     Each stage emits its own; the metrics sink merges them into one document per frame
     (upsert by ``frame_id``), so only the fields a stage knows are set. ``dropped`` marks a
@@ -104,7 +110,7 @@ class FrameMetrics(FrameRef):
     publishing lags the stream, the detector drops frames older than their age budget.
     """
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     stage: Literal["decoder", "detector", "renderer"]
     capture_ts_ns: int = Field(gt=0)
     decoded_ts_ns: int | None = None

@@ -5,25 +5,28 @@ instead of listing every annotation key of the camera on each request (a listing
 the camera's history, the pointer does not). The detector advances it after a frame's
 annotation document is stored, so the pointer never names a frame without one.
 
-Layout: hash ``vidpipe:latest-frame:{client}/{camera}`` with fields ``seq`` (frame_seq) and
-``capture_ts_ns`` (ns since the epoch). It only moves forward in capture time (a Lua
-compare-and-set), so a replay, a slow replica or a batch finishing out of order never moves
-it back; a decoder restart that numbers frames from 0 again still moves it, because its
-frames are newer.
+Layout: hash ``vidpipe:latest-frame:{client}/{camera}`` with fields ``session`` (stream
+session id), ``seq`` (frame_seq) and ``capture_ts_ns`` (ns since the epoch). It only moves
+forward in capture time (a Lua compare-and-set), so a replay, a slow replica or a batch
+finishing out of order never moves it back; a decoder restart (a new session numbering its
+frames from 0) still moves it, because its frames are newer.
 
 The pointer is an index, not the truth: S3 is. When Redis is down the detector counts the
 missed update (``vidpipe_latest_pointer_failures_total``) and goes on, and readers fall back
-to listing (:func:`services.dashboard.results.latest_seq`).
+to listing (:func:`services.dashboard.results.latest_frame`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from prometheus_client import Counter
 from redis import Redis
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from vidpipe.events import FrameDecoded
@@ -38,13 +41,14 @@ POINTER_FAILURES = Counter(
 
 _PREFIX = "vidpipe:latest-frame:"
 
-#: KEYS[1] the camera's hash; ARGV[1] capture_ts_ns, ARGV[2] seq. Moves forward only.
+#: KEYS[1] the camera's hash; ARGV[1] capture_ts_ns, ARGV[2] seq, ARGV[3] session. Moves
+#: forward only.
 _ADVANCE = """
 local current = redis.call('HGET', KEYS[1], 'capture_ts_ns')
 if current and tonumber(current) >= tonumber(ARGV[1]) then
   return 0
 end
-redis.call('HSET', KEYS[1], 'capture_ts_ns', ARGV[1], 'seq', ARGV[2])
+redis.call('HSET', KEYS[1], 'capture_ts_ns', ARGV[1], 'seq', ARGV[2], 'session', ARGV[3])
 return 1
 """
 
@@ -67,28 +71,42 @@ def newest_per_camera(frames: Iterable[FrameDecoded]) -> list[FrameDecoded]:
 class LatestFrames:
     """Advances the pointers (async; the detector's side)."""
 
-    def __init__(self, settings: RedisSettings, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, settings: RedisSettings, timeout_s: float = 0.5, pause_s: float = 5.0
+    ) -> None:
         self._redis = aioredis.Redis.from_url(
-            settings.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            settings.url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # a lost update costs nothing; a slow one a batch
         )
         self._advance = self._redis.register_script(_ADVANCE)
+        self._pause_s = pause_s
+        self._paused_until = 0.0
 
     async def advance(self, frames: Iterable[FrameDecoded]) -> None:
         """Point each camera of ``frames`` at its newest frame, if newer than the pointer.
 
         Call only after the frames' annotation documents are stored. Never raises for
         Redis errors: they are logged and counted, and the pointer stays where it was.
+        After a failure, updates are skipped (counted) for ``pause_s``, so an unreachable or
+        hanging Redis costs the detector one ``timeout_s`` per pause, not one per batch.
         """
         for frame in newest_per_camera(frames):
+            if time.monotonic() < self._paused_until:
+                POINTER_FAILURES.inc()
+                continue
             try:
                 await self._advance(
                     keys=[pointer_key(frame.client_id, frame.camera_id)],
-                    args=[frame.capture_ts_ns, frame.frame_seq],
+                    args=[frame.capture_ts_ns, frame.frame_seq, frame.session_id],
                 )
             except RedisError as exc:
                 POINTER_FAILURES.inc()
+                self._paused_until = time.monotonic() + self._pause_s
                 log.warning(
-                    "latest-frame pointer not advanced: %s",
+                    "latest-frame pointer not advanced (updates paused %.0f s): %s",
+                    self._pause_s,
                     exc,
                     extra={"client_id": frame.client_id, "camera_id": frame.camera_id},
                 )
@@ -98,11 +116,14 @@ class LatestFrames:
         await self._redis.aclose()  # type: ignore[attr-defined]
 
 
-def read_latest(redis: Redis, client_id: str, camera_id: str) -> int | None:
-    """The frame_seq the camera's pointer names, or None when it has none.
+def read_latest(redis: Redis, client_id: str, camera_id: str) -> tuple[str, int] | None:
+    """``(session_id, frame_seq)`` of the frame the camera's pointer names, or None when it
+    has none (or only a pointer written before frames had sessions).
 
     Raises:
         redis.exceptions.RedisError: Redis unreachable or timing out (callers fall back).
     """
-    seq = redis.hget(pointer_key(client_id, camera_id), "seq")
-    return None if seq is None else int(seq)
+    session, seq = redis.hmget(pointer_key(client_id, camera_id), ["session", "seq"])
+    if session is None or seq is None:
+        return None
+    return (session.decode() if isinstance(session, bytes) else str(session)), int(seq)

@@ -1,6 +1,6 @@
 """Per-frame metrics documents in MongoDB collection ``frame_metrics``.
 
-One document per frame, ``_id`` = frame_id (``client/camera/seq``); writers merge fields
+One document per frame, ``_id`` = frame_id (``client/camera/session/seq``); writers merge fields
 into it with ``$set`` (upsert), so replays overwrite and stages can arrive in any order
 (what each stage contributes is the metrics sink's rule). Writes are batched through
 ``bulk_write``. Only operations that real MongoDB performs identically are used (the local
@@ -54,6 +54,18 @@ class MetricsStore:
     def count(self, query: dict[str, Any]) -> int:
         """Documents matching ``query`` (ids only; no aggregation, which the stand-in lacks)."""
         return sum(1 for _ in self._collection.find(query, projection={"_id": 1}))
+
+    def delete_captured_before(self, client_id: str, before_ns: int) -> int:
+        """Delete the client's documents with ``capture_ts_ns`` < ``before_ns`` (ns since the
+        epoch); returns how many were deleted. Documents without a capture time stay."""
+        result = self._collection.delete_many(
+            {"client_id": client_id, "capture_ts_ns": {"$lt": before_ns}}
+        )
+        return int(result.deleted_count)
+
+    def count_captured_before(self, client_id: str, before_ns: int) -> int:
+        """How many documents :meth:`delete_captured_before` would delete."""
+        return self.count({"client_id": client_id, "capture_ts_ns": {"$lt": before_ns}})
 
     def close(self) -> None:
         self._client.close()

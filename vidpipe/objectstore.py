@@ -7,7 +7,9 @@ boto3 clients are thread-safe, so async services call the blocking methods throu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -19,6 +21,24 @@ from vidpipe.settings import S3Settings
 
 class ObjectNotFound(KeyError):
     """The bucket/key does not exist."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One listed object: its key, ``last_modified`` (aware UTC, as the server reports it)
+    and ``size`` in bytes."""
+
+    key: str
+    last_modified: datetime
+    size: int
+
+
+class DeleteFailed(RuntimeError):
+    """The server refused to delete some keys of a batch (their codes in the message)."""
+
+
+#: DeleteObjects takes at most this many keys per request (the S3 limit).
+DELETE_BATCH = 1000
 
 
 class ObjectStore:
@@ -69,13 +89,38 @@ class ObjectStore:
             for item in page.get("Contents", []):
                 yield item["Key"]
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete one object (deleting a missing key is not an error in S3)."""
+        self._client.delete_object(Bucket=bucket, Key=key)
+
+    def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[StoredObject]:
+        """Every object under ``prefix``, in key order, a listing page (1,000) at a time."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"], item["LastModified"], item.get("Size", 0))
+
+    def delete_keys(self, bucket: str, keys: Sequence[str]) -> int:
+        """Delete ``keys`` with DeleteObjects, :data:`DELETE_BATCH` per request; a missing
+        key counts as deleted (S3 semantics). Returns ``len(keys)``.
+
+        Raises:
+            DeleteFailed: the server reported errors for some keys (the rest are deleted).
+        """
+        for start in range(0, len(keys), DELETE_BATCH):
+            chunk = [{"Key": k} for k in keys[start : start + DELETE_BATCH]]
+            answer = self._client.delete_objects(
+                Bucket=bucket, Delete={"Objects": chunk, "Quiet": True}
+            )
+            errors = answer.get("Errors", [])
+            if errors:
+                shown = ", ".join(f"{e.get('Key')}: {e.get('Code')}" for e in errors[:5])
+                raise DeleteFailed(f"s3://{bucket}: {len(errors)} keys not deleted ({shown})")
+        return len(keys)
+
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many were deleted."""
-        keys = list(self.iter_keys(bucket, prefix))
-        for start in range(0, len(keys), 1000):
-            chunk = [{"Key": k} for k in keys[start : start + 1000]]
-            self._client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
-        return len(keys)
+        return self.delete_keys(bucket, list(self.iter_keys(bucket, prefix)))
 
     def ensure_bucket(self, bucket: str) -> None:
         try:
@@ -94,3 +139,6 @@ class ObjectStore:
 
     async def aget(self, bucket: str, key: str) -> bytes:
         return await asyncio.to_thread(self.get, bucket, key)
+
+    async def adelete(self, bucket: str, key: str) -> None:
+        await asyncio.to_thread(self.delete, bucket, key)

@@ -9,6 +9,11 @@ way for every service::
     -> "<service> started" logged, gauge ``vidpipe_ready`` 1 -> poll / handle / commit
     until stopped -> consumer stop -> wiring clean-ups -> producer flush and stop
 
+The handler runs under the failure policy of :mod:`vidpipe.retries` (transient errors
+retried with the partitions paused while the consumer stays in its group; bad input and
+errors that outlive their retries dead-lettered message by message), so a dependency
+outage or a bad message never ends the process.
+
 Clean-ups a wiring registers on ``context.exit_stack`` run after the consumer has left its
 group and before the producer is flushed, so a final flush may still publish.
 """
@@ -19,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
@@ -32,6 +37,7 @@ from vidpipe.bus import (
     make_producer,
 )
 from vidpipe.logs import configure_logging
+from vidpipe.retries import Interrupted, RetryingHandler, RetryPolicy
 from vidpipe.runtime import READY, install_stop_signal, serve_metrics
 from vidpipe.settings import ConsumerSettings, KafkaSettings, ServiceSettings
 
@@ -53,6 +59,7 @@ class ConsumerSpec:
     metrics_port: int | None = None
     max_poll_interval_ms: int = 600_000
     metrics_host: str = "127.0.0.1"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
     def of(cls, service: str, topics: tuple[str, ...], settings: ConsumerSettings) -> ConsumerSpec:
@@ -97,9 +104,10 @@ async def consume(
     wiring: Wiring,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run ``spec`` until ``stop`` (default: SIGTERM or SIGINT) is set. An exception from
-    the handler propagates after a clean shutdown; nothing of the failed batch is
-    committed."""
+    """Run ``spec`` until ``stop`` (default: SIGTERM or SIGINT) is set. The handler runs
+    under :class:`~vidpipe.retries.RetryingHandler`; an exception it still raises (e.g. a
+    dead letter that cannot be published) propagates after a clean shutdown, and nothing of
+    the failed batch is committed."""
     stop = stop or install_stop_signal()
     serve_metrics(spec.metrics_port, spec.metrics_host)
     producer = make_producer(kafka)
@@ -113,24 +121,28 @@ async def consume(
     async with contextlib.AsyncExitStack() as stack:
         await producer.start()
         stack.push_async_callback(producer.stop)
-        context = ConsumerContext(
-            producer, DeadLetterPublisher(producer, spec.service), stop, stack
-        )
+        dead_letters = DeadLetterPublisher(producer, spec.service)
+        context = ConsumerContext(producer, dead_letters, stop, stack)
         wired = await wiring(context)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         log.info("%s started", spec.service, extra={"group": spec.group_id, "topics": spec.topics})
         READY.labels(spec.service).set(1)
+        handle = RetryingHandler(
+            wired.handle, dead_letters, stop, spec.service, consumer, spec.retry
+        )
         try:
             await consume_batches(
                 consumer,
-                wired.handle,
+                handle,
                 stop,
                 max_records=spec.max_records,
                 timeout_ms=spec.poll_timeout_ms,
                 on_idle=wired.on_idle,
                 service=spec.service,
             )
+        except Interrupted:
+            log.info("%s stopped during a retry; that batch is left uncommitted", spec.service)
         finally:
             READY.labels(spec.service).set(0)
             stop.set()

@@ -88,6 +88,13 @@ class CameraSettings(_Section):
         return value
 
 
+class RetentionSettings(_Section):
+    """How long a client's frames, annotations, renders, clips, requests and frame metrics
+    are kept when the client has no ``retention_days`` of its own (:mod:`vidpipe.retention`)."""
+
+    default_days: int = Field(default=30, ge=1, le=36_500, description="platform default, days")
+
+
 class ServiceSettings(BaseSettings):
     """Where the shared infrastructure lives. Services subclass this and add their own knobs."""
 
@@ -102,6 +109,7 @@ class ServiceSettings(BaseSettings):
     mongo: MongoSettings = MongoSettings()
     mlflow: MlflowSettings = MlflowSettings()
     cameras: CameraSettings = CameraSettings()
+    retention: RetentionSettings = RetentionSettings()
     log_level: str = "INFO"
     metrics_host: str = Field(
         default="127.0.0.1",

@@ -1,16 +1,17 @@
 """Kafka topic and S3 bucket names: the only place they are spelled out.
 
-A breaking change to an event is a new topic version (``frames.decoded.v2``), never an
-in-place edit. Every consumed topic has a dead-letter twin ``<topic>.dlq``.
+A breaking change to an event is a new topic version, never an in-place edit: the frame
+topics are at v2 since frames carry their stream session. Every consumed topic has a
+dead-letter twin ``<topic>.dlq``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FRAMES_DECODED = "frames.decoded.v1"
-DETECTIONS = "detections.v1"
-METRICS = "metrics.v1"
+FRAMES_DECODED = "frames.decoded.v2"
+DETECTIONS = "detections.v2"
+METRICS = "metrics.v2"
 TRAINING_JOBS = "training.jobs.v1"
 #: On-demand detection requests (key = request id) and their completions (key = request id).
 REQUESTS = "requests.v1"
@@ -23,7 +24,7 @@ AGENTS_STATUS = "agents.status.v1"
 
 
 def dead_letter_topic(topic: str) -> str:
-    """``frames.decoded.v1`` -> ``frames.decoded.v1.dlq``."""
+    """``frames.decoded.v2`` -> ``frames.decoded.v2.dlq``."""
     return f"{topic}.dlq"
 
 
@@ -51,6 +52,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(dead_letter_topic(REQUESTS_DONE), 1),
     # Partitions bound how many agents share the cameras (one owner per partition).
     TopicSpec(CAMERAS_CONTROL, 12),
+    TopicSpec(dead_letter_topic(CAMERAS_CONTROL), 1),
     TopicSpec(AGENTS_STATUS, 1),
     TopicSpec(dead_letter_topic(AGENTS_STATUS), 1),
 )

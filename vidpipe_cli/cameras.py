@@ -2,7 +2,8 @@
 (:mod:`vidpipe.cameras`: ids are unique, a camera never moves between clients, URLs pass
 the platform's URL policy). The CLI acts as a platform administrator (it holds the
 database's keys), so it may use file:// URLs; loopback and the like still need the
-allow-list (``VIDPIPE_CAMERAS__ALLOW``)."""
+allow-list (``VIDPIPE_CAMERAS__ALLOW``). Each change, once committed, is announced to the
+camera agents (:mod:`vidpipe.control`; best effort, they also reconcile on their own)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pydantic import ValidationError
 
 from vidpipe import cameras
 from vidpipe.cameras import CameraExists, CameraFields, CameraNotFound, UrlCipher, UrlRules
+from vidpipe.control import announce_camera_change_sync, edit_action
 from vidpipe.db import create_engine
+from vidpipe.events import CameraAction
 from vidpipe.settings import ServiceSettings
 
 app = typer.Typer(no_args_is_help=True, help="Cameras of a client.")
@@ -34,6 +37,13 @@ def _transaction() -> Iterator[sa.Connection]:
 
 def _rules() -> UrlRules:
     return UrlRules.of(ServiceSettings().cameras, platform_admin=True)
+
+
+def _announce(client: str, camera_id: str, action: CameraAction) -> None:
+    if not announce_camera_change_sync(ServiceSettings().kafka, client, camera_id, action):
+        typer.echo(
+            "agents were not told (Kafka unreachable): they pick it up within 30 s", err=True
+        )
 
 
 def _fields(name: str, url: str, fps: float, enabled: bool) -> CameraFields:
@@ -64,6 +74,7 @@ def add_camera(
     except sa.exc.IntegrityError as exc:
         typer.echo(f"camera not added: client {client!r} does not exist", err=True)
         raise typer.Exit(1) from exc
+    _announce(client, camera_id, "created")
     typer.echo(f"camera {camera_id} added")
 
 
@@ -87,12 +98,14 @@ def update_camera(
                 current.enabled if enabled is None else enabled,
             )
             cameras.update_camera(conn, client, camera_id, fields, _rules())
+            action = edit_action(current.enabled, fields.enabled)
     except CameraNotFound as exc:
         typer.echo(f"camera not updated: {exc} for client {client!r}", err=True)
         raise typer.Exit(1) from exc
     except ValueError as exc:
         typer.echo(f"camera not updated: {exc}", err=True)
         raise typer.Exit(1) from exc
+    _announce(client, camera_id, action)
     typer.echo(f"camera {camera_id} updated")
 
 
@@ -108,6 +121,7 @@ def remove_camera(
     except CameraNotFound as exc:
         typer.echo(f"camera not removed: {exc} for client {client!r}", err=True)
         raise typer.Exit(1) from exc
+    _announce(client, camera_id, "deleted")
     typer.echo(f"camera {camera_id} removed")
 
 

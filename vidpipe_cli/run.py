@@ -32,6 +32,9 @@ def run(
         ),
     ] = None,
     once: Annotated[bool, typer.Option(help="decoder: stop at end of stream")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="janitor: count what is past retention, delete nothing")
+    ] = False,
 ) -> None:
     """Run one service process until SIGTERM."""
     if service == "decoder":
@@ -43,6 +46,8 @@ def run(
             os.environ["VIDPIPE_CLIENT_ID"] = client
         if once:
             os.environ["VIDPIPE_RECONNECT"] = "false"
+    if dry_run:
+        os.environ["VIDPIPE_DRY_RUN"] = "true"
     importlib.import_module(f"{SERVICES[str(service)]}.__main__").main()
 
 

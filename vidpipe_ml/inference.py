@@ -19,11 +19,20 @@ import numpy as np
 import torch
 
 from vidpipe.events import Detection, ModelRef
+from vidpipe.failures import BadInput
 from vidpipe_ml.backends import TORCH, BackendChoice, Splittable
 
 
 class UndecodableImage(ValueError):
     """The bytes are not a decodable JPEG/PNG."""
+
+
+class InvalidDetections(BadInput):
+    """The model's output for one image cannot be reported: a NaN/inf score or box, or a
+    label id outside the model's labels (bad input for that frame: retrying repeats it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, "invalid_detections")
 
 
 class InferenceFailed(RuntimeError):
@@ -74,7 +83,6 @@ def decode_frame(data: bytes) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)
 
 
-@torch.inference_mode()
 def detect_batch(
     model: LoadedModel, images: Sequence[torch.Tensor], device: torch.device
 ) -> list[list[Detection]]:
@@ -86,17 +94,39 @@ def detect_batch(
         Per image, every detection the model emits (boxes xyxy in that image's pixels,
         clamped to it, rounded to 0.1 px; scores clamped to [0, 1]), before any client
         filtering.
+    Raises:
+        InvalidDetections: the output of an image is invalid (see :func:`detect_each`).
     """
+    results: list[list[Detection]] = []
+    for found in detect_each(model, images, device):
+        if isinstance(found, InvalidDetections):
+            raise found
+        results.append(found)
+    return results
+
+
+@torch.inference_mode()
+def detect_each(
+    model: LoadedModel, images: Sequence[torch.Tensor], device: torch.device
+) -> list[list[Detection] | InvalidDetections]:
+    """:func:`detect_batch`, with the images whose output is invalid (a NaN or infinite
+    score or box, a label id outside ``model.labels``) answered by
+    :class:`InvalidDetections` in their place, so one bad output spoils no other image."""
     inputs = [img.to(device, non_blocking=True).float().div_(255.0) for img in images]
     outputs = model.predict(inputs)
-    results: list[list[Detection]] = []
+    results: list[list[Detection] | InvalidDetections] = []
     for img, out in zip(images, outputs, strict=True):
         height, width = int(img.shape[1]), int(img.shape[2])
         boxes = out["boxes"].float().cpu()
+        raw_scores = out["scores"].float().cpu()
+        labels = out["labels"].cpu().tolist()
+        problem = _invalid_output(model, boxes, raw_scores, labels)
+        if problem is not None:
+            results.append(InvalidDetections(problem))
+            continue
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-        scores = out["scores"].float().cpu().clamp(0, 1).tolist()
-        labels = out["labels"].cpu().tolist()
+        scores = raw_scores.clamp(0, 1).tolist()
         results.append(
             [
                 Detection(
@@ -108,3 +138,20 @@ def detect_batch(
             ]
         )
     return results
+
+
+def _invalid_output(
+    model: LoadedModel, boxes: torch.Tensor, scores: torch.Tensor, labels: list[int]
+) -> str | None:
+    """Why one image's raw output cannot be reported, or None when it can."""
+    name = f"models:/{model.ref.name}/{model.ref.version}"
+    bad_scores = int((~torch.isfinite(scores)).sum())
+    if bad_scores:
+        return f"{name} returned {bad_scores} NaN/inf score(s)"
+    bad_boxes = int((~torch.isfinite(boxes)).any(dim=-1).sum()) if boxes.numel() else 0
+    if bad_boxes:
+        return f"{name} returned {bad_boxes} box(es) with NaN/inf coordinates"
+    outside = sorted({lbl for lbl in labels if not 0 <= lbl < len(model.labels)})
+    if outside:
+        return f"{name} returned label id(s) {outside[:5]} outside its {len(model.labels)} labels"
+    return None

@@ -186,13 +186,16 @@ def start_rtsp_server(
     log_path: Path = Path("var/log/rtsp-server.log"),
     *,
     ready_timeout_s: float = 15.0,
+    once: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start the GStreamer RTSP server for an H.264 MP4 ``file`` at ``rtsp://127.0.0.1:PORT/MOUNT``.
 
     The server runs as ``/usr/bin/python3 infra/local/rtsp_server.py`` in its own session
     (a Ctrl-C in this terminal does not reach it), stdout/stderr appended to ``log_path``.
     Returns once the port accepts TCP connections. Each client gets the file from its first
-    frame, paced in real time, and the stream ends at end of file.
+    frame, paced in real time, and the stream ends at end of file; with ``once`` the server
+    exits after the first client that streamed closes (a finite camera: the process ending
+    is the end of the clip).
 
     Raises:
         RtspServerError: the interpreter/script/file is missing, the server exited, or the port
@@ -206,6 +209,7 @@ def start_rtsp_server(
     cmd = [
         str(SYSTEM_PYTHON), str(RTSP_SERVER_SCRIPT),
         "--port", str(port), "--mount", mount, "--file", str(file.resolve()),
+        *(["--once"] if once else []),
     ]  # fmt: skip
     with log_path.open("ab") as log:
         proc = subprocess.Popen(

@@ -29,6 +29,8 @@ DETECTOR_CPU_ENV: Mapping[str, str] = {
 REPORT_SCHEDULE = "5 * * * *"
 #: The window each report run covers: the hour that just closed and the one before.
 REPORT_SINCE = "2h"
+#: Schedule of the retention janitor: the Kubernetes CronJob's (deploy/k8s/base/janitor.yaml).
+JANITOR_SCHEDULE = "35 * * * *"
 REPLICA_PORT_STEP = 10
 
 
@@ -54,9 +56,11 @@ def _service(name: str) -> tuple[str, ...]:
 
 
 PROGRAMS: tuple[ProgramSpec, ...] = (
+    ProgramSpec("agent", _service("agent"), 9101),
     ProgramSpec("detector", _service("detector"), 9102, env=DETECTOR_CPU_ENV, replicated=True),
     ProgramSpec("renderer", _service("renderer"), 9103),
     ProgramSpec("metrics-sink", _service("metrics-sink"), 9104),
+    ProgramSpec("status-sink", _service("status-sink"), 9105),
     ProgramSpec("trainer", _service("trainer"), 9106),
     ProgramSpec("dashboard", _service("dashboard"), http_port=8000),
     ProgramSpec(
@@ -72,6 +76,18 @@ PROGRAMS: tuple[ProgramSpec, ...] = (
             "services.reports",
             "--since",
             REPORT_SINCE,
+        ),
+    ),
+    ProgramSpec(
+        "janitor",
+        (
+            "-m",
+            "infra.local.cron",
+            "--schedule",
+            JANITOR_SCHEDULE,
+            "--",
+            sys.executable,
+            *_service("janitor"),
         ),
     ),
 )

@@ -11,7 +11,9 @@ serves ``rtsp://127.0.0.1:8554/vtest`` (``--port`` defaults to 8554) over RTP/UD
 frame; frames leave at the file's frame rate (the RTP sinks sync to the pipeline clock); there is
 no re-encoding (demux, parse, packetize). At end of file the pipeline's EOS makes the RTP session
 send RTCP BYE, on which an FFmpeg/OpenCV reader ends the stream (``read()`` returns False).
-SIGTERM or SIGINT stops the server cleanly.
+SIGTERM or SIGINT stops the server cleanly. With ``--once`` the server also exits after the
+first client that streamed (stayed connected for :data:`ONCE_MIN_S` or more) closes: a finite
+camera that a reconnecting reader then finds gone, which is how the demo knows its clip ended.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,8 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 logger = logging.getLogger("rtsp_server")
 
 SESSION_CLEANUP_PERIOD_S = 2
+#: A client connected this long (s) streamed (not just an OPTIONS/DESCRIBE probe).
+ONCE_MIN_S = 3.0
 
 
 def launch_line(file: Path) -> str:
@@ -61,14 +66,30 @@ def _peer(client: GstRtspServer.RTSPClient) -> str:
     return f"{conn.get_ip()}" if conn is not None else "?"
 
 
-def serve(file: Path, host: str, port: int, mount: str) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
+def serve(file: Path, host: str, port: int, mount: str, once: bool = False) -> int:
+    """Run the server until SIGTERM/SIGINT (or, ``once``, until the first client that
+    streamed closes); returns the process exit code."""
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address(host)
     server.set_service(str(port))
     server.get_mount_points().add_factory(mount, file_factory(file))
-    server.connect("client-connected", _on_client_connected)
+    loop = GLib.MainLoop()
+
+    def on_client_connected(_server: Any, client: GstRtspServer.RTSPClient) -> None:
+        peer, connected = _peer(client), time.monotonic()
+        logger.info("client connected from %s", peer)
+
+        def closed(_client: Any) -> None:
+            streamed_s = time.monotonic() - connected
+            logger.info("client %s closed after %.1f s", peer, streamed_s)
+            if once and streamed_s >= ONCE_MIN_S:
+                logger.info("--once: the stream was played; stopping")
+                loop.quit()
+
+        client.connect("closed", closed)
+
+    server.connect("client-connected", on_client_connected)
     if server.attach(None) == 0:
         logger.error("cannot listen on %s:%d (port in use?)", host, port)
         return 1
@@ -79,8 +100,6 @@ def serve(file: Path, host: str, port: int, mount: str) -> int:
         return GLib.SOURCE_CONTINUE
 
     GLib.timeout_add_seconds(SESSION_CLEANUP_PERIOD_S, cleanup_sessions)
-
-    loop = GLib.MainLoop()
 
     def stop(signum: int) -> bool:
         logger.info("signal %d: stopping", signum)
@@ -97,18 +116,15 @@ def serve(file: Path, host: str, port: int, mount: str) -> int:
     return 0
 
 
-def _on_client_connected(_server: Any, client: GstRtspServer.RTSPClient) -> None:
-    peer = _peer(client)
-    logger.info("client connected from %s", peer)
-    client.connect("closed", lambda _client: logger.info("client %s closed", peer))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve an H.264 MP4 file over RTSP on loopback.")
     parser.add_argument("--file", type=Path, required=True, help="H.264 video in MP4/MOV")
     parser.add_argument("--port", type=int, default=8554)
     parser.add_argument("--mount", default="/vtest", help="path part of the URL, e.g. /vtest")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    parser.add_argument(
+        "--once", action="store_true", help="exit after the first client that streamed closes"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -119,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s is not a file", args.file)
         return 2
     mount = args.mount if args.mount.startswith("/") else "/" + args.mount
-    return serve(args.file.resolve(), args.host, args.port, mount)
+    return serve(args.file.resolve(), args.host, args.port, mount, args.once)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Cameras as the dashboard serves them: the caller's client scope on top of the one
 implementation of the camera rules (:mod:`vidpipe.cameras`: URL policy, sealed secrets;
 answers carry only masked URLs). Another client's camera is a 404, as if it did not exist;
-a URL the policy refuses is a 422 on ``url``."""
+a URL the policy refuses is a 422 on ``url``. Every change, once committed, is announced on
+the cameras' control topic (best effort: :mod:`vidpipe.control`), so the owning agent starts,
+restarts or stops the camera's decoder."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from services.dashboard.errors import Conflict, Invalid
 from services.dashboard.tenancy import acting_client, client_filter
 from vidpipe import cameras
 from vidpipe.cameras import CAMERA_EXAMPLE, Camera, CameraExists, CameraFields, UrlRules
+from vidpipe.control import SyncPublisher, edit_action, publish_camera_change
 from vidpipe.ids import ID_PATTERN, ID_RULE
 
 
@@ -48,7 +51,11 @@ def get_camera(
 
 
 def create_camera(
-    conn: sa.Connection, rules: UrlRules, principal: Principal, body: CameraIn
+    conn: sa.Connection,
+    rules: UrlRules,
+    publisher: SyncPublisher,
+    principal: Principal,
+    body: CameraIn,
 ) -> Camera:
     """Raises Conflict (409) for an id the client already has, Invalid (422, ``url``) for a
     refused URL. Ids of other clients are invisible: the same id may exist there."""
@@ -63,12 +70,14 @@ def create_camera(
     except ValueError as exc:  # the URL policy, or *** for a secret a new camera lacks
         raise Invalid(str(exc), field="url") from exc
     conn.commit()
+    publish_camera_change(publisher, camera.client_id, camera.camera_id, "created")
     return camera
 
 
 def update_camera(
     conn: sa.Connection,
     rules: UrlRules,
+    publisher: SyncPublisher,
     principal: Principal,
     camera_id: str,
     body: CameraFields,
@@ -83,12 +92,21 @@ def update_camera(
     except ValueError as exc:
         raise Invalid(str(exc), field="url") from exc
     conn.commit()
+    action = edit_action(current.enabled, camera.enabled)
+    publish_camera_change(publisher, camera.client_id, camera.camera_id, action)
     return camera
 
 
 def delete_camera(
-    conn: sa.Connection, principal: Principal, camera_id: str, client_id: str | None = None
-) -> None:
+    conn: sa.Connection,
+    publisher: SyncPublisher,
+    principal: Principal,
+    camera_id: str,
+    client_id: str | None = None,
+) -> Camera:
+    """The deleted camera, its deletion announced. Raises CameraNotFound (404)."""
     current = get_camera(conn, principal, camera_id, client_id)
     cameras.delete_camera(conn, current.client_id, camera_id)
     conn.commit()
+    publish_camera_change(publisher, current.client_id, camera_id, "deleted")
+    return current

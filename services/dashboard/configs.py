@@ -39,7 +39,6 @@ class ConfigIn(BaseModel):
     model_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     score_threshold: float = Field(ge=0.0, le=1.0)
     classes_of_interest: list[str] = Field(default_factory=list, max_length=500)
-    sampling_fps: float | None = Field(default=None, gt=0, le=120)
     max_frame_age_ms: int | None = Field(
         default=None, ge=100, le=3_600_000, description="frame-age budget; null: the default"
     )
@@ -60,7 +59,6 @@ class ConfigOut(BaseModel):
     model_version: str | None
     score_threshold: float
     classes_of_interest: list[str]
-    sampling_fps: float | None
     max_frame_age_ms: int | None
     model_uri: str
 
@@ -118,7 +116,6 @@ def put_config(resources: Resources, client_id: str, body: ConfigIn) -> ConfigOu
         model_version=body.model_version,
         score_threshold=body.score_threshold,
         classes_of_interest=tuple(classes),
-        sampling_fps=body.sampling_fps,
         max_frame_age_ms=body.max_frame_age_ms,
     )
     resources.configs.put_client_config(config)

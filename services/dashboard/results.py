@@ -4,7 +4,8 @@
   result is the frame the camera's latest-frame pointer names (:mod:`vidpipe.latest`, one Redis
   read); only a camera without a pointer (older data, Redis down) lists its keys.
 - renders (:func:`vidpipe.keys.render`): the annotated frame (may lag the annotation).
-- clips (:func:`vidpipe.keys.clip`): browser-playable MP4 segments.
+- clips (:func:`vidpipe.keys.clip`): browser-playable MP4 segments of each stream session.
+A frame is named by its stream session and seq (:class:`vidpipe.events.FrameRef`).
 The caller has already checked that the camera belongs to a client it may see. The dashboard
 signs only objects under that camera's own ``client/camera/`` prefix: an annotation naming
 any other object (another tenant's, another bucket) is treated as unreadable.
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class FrameResult(BaseModel):
+    session_id: str
     frame_seq: int
     captured_at: datetime
     width: int
@@ -50,14 +52,25 @@ class CameraResult(BaseModel):
 
 
 class Clip(BaseModel):
+    session_id: str
     segment: int
     key: str
     url: str
     urls_expire_in_s: int
 
 
-def _frame(camera: Camera, seq: int) -> FrameRef:
-    return FrameRef(client_id=camera.client_id, camera_id=camera.camera_id, frame_seq=seq)
+#: A frame of a camera: (session_id, frame_seq).
+FrameKey = tuple[str, int]
+
+
+def _frame(camera: Camera, frame: FrameKey) -> FrameRef:
+    session_id, seq = frame
+    return FrameRef(
+        client_id=camera.client_id,
+        camera_id=camera.camera_id,
+        session_id=session_id,
+        frame_seq=seq,
+    )
 
 
 class ForeignObject(ValueError):
@@ -78,41 +91,53 @@ def own_frame(camera: Camera, image: ObjectRef) -> ObjectRef:
     return image
 
 
-def latest_seq(resources: Resources, camera: Camera) -> int | None:
-    """The newest frame_seq with an annotation document, or None when there is none: the
+def latest_frame(resources: Resources, camera: Camera) -> FrameKey | None:
+    """The newest frame with an annotation document, or None when there is none: the
     camera's latest-frame pointer, else (no pointer yet, or Redis unavailable) the highest
-    seq among its annotation keys."""
+    seq of the newest session among its annotation keys."""
     try:
-        seq = read_latest(resources.redis, camera.client_id, camera.camera_id)
+        frame = read_latest(resources.redis, camera.client_id, camera.camera_id)
     except RedisError as exc:
         log.warning("latest-frame pointer unreadable, listing instead: %s", exc)
-        seq = None
-    return seq if seq is not None else listed_latest_seq(resources, camera)
+        frame = None
+    return frame if frame is not None else listed_latest_frame(resources, camera)
 
 
-def listed_latest_seq(resources: Resources, camera: Camera) -> int | None:
-    """Highest frame_seq among the camera's annotation keys (lists all of them)."""
+def _session_and_seq(key: str, camera: Camera, suffix: str) -> FrameKey | None:
+    session = keys.parse_session(key, camera.client_id, camera.camera_id)
+    if session is None:
+        return None
+    seq = keys.parse_seq(
+        key, keys.session_prefix(camera.client_id, camera.camera_id, session), suffix
+    )
+    return None if seq is None else (session, seq)
+
+
+def listed_latest_frame(resources: Resources, camera: Camera) -> FrameKey | None:
+    """The newest session's highest frame_seq among the camera's annotation keys (lists
+    all of them; session ids sort by start time)."""
     prefix = keys.camera_prefix(camera.client_id, camera.camera_id)
     try:
         found = [
-            keys.parse_seq(key, prefix, ".json")
+            _session_and_seq(key, camera, ".json")
             for key in resources.objects.iter_keys(ANNOTATIONS_BUCKET, prefix)
         ]
     except (BotoCoreError, ClientError) as exc:
         raise _unavailable(exc) from exc
-    return max((seq for seq in found if seq is not None), default=None)
+    return max((frame for frame in found if frame is not None), default=None)
 
 
-def frame_result(resources: Resources, camera: Camera, seq: int) -> FrameResult | None:
-    """The annotation of ``seq`` with presigned URLs; None if it vanished or is unreadable."""
+def frame_result(resources: Resources, camera: Camera, frame: FrameKey) -> FrameResult | None:
+    """The annotation of ``frame`` with presigned URLs; None if it vanished or is unreadable."""
     expires = resources.settings.presign_expires_s
-    annotation, render = keys.annotation(_frame(camera, seq)), keys.render(_frame(camera, seq))
+    annotation, render = keys.annotation(_frame(camera, frame)), keys.render(_frame(camera, frame))
     try:
         doc = json.loads(resources.objects.get(annotation.bucket, annotation.key))
         image = own_frame(camera, ObjectRef.model_validate(doc["image"]))
         rendered = resources.objects.exists(render.bucket, render.key)
         result = FrameResult(
-            frame_seq=seq,
+            session_id=frame[0],
+            frame_seq=frame[1],
             captured_at=datetime.fromtimestamp(doc["capture_ts_ns"] / 1e9, tz=UTC),
             width=doc["width"],
             height=doc["height"],
@@ -128,7 +153,9 @@ def frame_result(resources: Resources, camera: Camera, seq: int) -> FrameResult 
         return None
     except (ValueError, KeyError, TypeError, ValidationError) as exc:
         log.warning(
-            "unreadable annotation: %s", exc, extra={"camera_id": camera.camera_id, "seq": seq}
+            "unreadable annotation: %s",
+            exc,
+            extra={"camera_id": camera.camera_id, "session_id": frame[0], "seq": frame[1]},
         )
         return None
     except (BotoCoreError, ClientError) as exc:
@@ -137,24 +164,37 @@ def frame_result(resources: Resources, camera: Camera, seq: int) -> FrameResult 
 
 
 def latest_result(resources: Resources, camera: Camera) -> CameraResult:
-    seq = latest_seq(resources, camera)
-    result = None if seq is None else frame_result(resources, camera, seq)
+    frame = latest_frame(resources, camera)
+    result = None if frame is None else frame_result(resources, camera, frame)
     return CameraResult(camera_id=camera.camera_id, result=result)
 
 
 def list_clips(resources: Resources, camera: Camera) -> list[Clip]:
-    prefix = keys.clips_prefix(camera.client_id, camera.camera_id)
+    """Every clip of the camera, oldest first: by session (start time), then segment."""
+    prefix = keys.camera_prefix(camera.client_id, camera.camera_id)
     expires = resources.settings.presign_expires_s
     clips: list[Clip] = []
     try:
         for key in resources.objects.iter_keys(RENDERS_BUCKET, prefix):
-            segment = keys.parse_seq(key, prefix, ".mp4")
+            session = keys.parse_session(key, camera.client_id, camera.camera_id)
+            if session is None:
+                continue
+            clips_of = keys.clips_prefix(camera.client_id, camera.camera_id, session)
+            segment = keys.parse_seq(key, clips_of, ".mp4")
             if segment is not None:
                 url = resources.presigner.presigned_get_url(RENDERS_BUCKET, key, expires)
-                clips.append(Clip(segment=segment, key=key, url=url, urls_expire_in_s=expires))
+                clips.append(
+                    Clip(
+                        session_id=session,
+                        segment=segment,
+                        key=key,
+                        url=url,
+                        urls_expire_in_s=expires,
+                    )
+                )
     except (BotoCoreError, ClientError) as exc:
         raise _unavailable(exc) from exc
-    return sorted(clips, key=lambda c: c.segment)
+    return sorted(clips, key=lambda c: (c.session_id, c.segment))
 
 
 def _unavailable(exc: Exception) -> Unavailable:

@@ -17,6 +17,8 @@ from services.dashboard.auth import Principal
 from services.dashboard.errors import Conflict, Invalid, NotFound
 from vidpipe.db import clients
 from vidpipe.ids import ID_PATTERN, ID_RULE
+from vidpipe.retention import effective_days
+from vidpipe.settings import RetentionSettings
 
 
 class ClientIn(BaseModel):
@@ -28,10 +30,40 @@ class ClientIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
 
 
+#: The longest retention a client can be given, in days (100 years).
+MAX_RETENTION_DAYS = 36_500
+
+
+class ClientChange(BaseModel):
+    """What a superadmin may change on a client: its retention (null: the platform default)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"retention_days": 90}]}
+    )
+
+    retention_days: int | None = Field(
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="days its frames, annotations, renders, clips, requests and frame metrics"
+        " are kept; null: the platform default",
+    )
+
+
 class ClientOut(BaseModel):
     client_id: str
     name: str
     created_at: datetime
+    retention_days: int | None = Field(
+        default=None, description="the client's own retention in days; null: platform default"
+    )
+    effective_retention_days: int | None = Field(
+        default=None, description="days its data is actually kept (own or platform default)"
+    )
+
+    def with_default(self, settings: RetentionSettings) -> ClientOut:
+        """This client with ``effective_retention_days`` filled from the platform default."""
+        days = effective_days(self.retention_days, settings)
+        return self.model_copy(update={"effective_retention_days": days})
 
 
 def _missing(client_id: str) -> NotFound:
@@ -73,6 +105,21 @@ def get_client(conn: sa.Connection, principal: Principal, client_id: str) -> Cli
     row = conn.execute(sa.select(clients).where(clients.c.client_id == client_id)).one_or_none()
     if row is None:
         raise _missing(client_id)
+    return ClientOut.model_validate(row._mapping)
+
+
+def set_retention(conn: sa.Connection, client_id: str, body: ClientChange) -> ClientOut:
+    """Superadmin only (checked by the route): set the client's retention; NotFound when
+    the client does not exist. The janitor applies it on its next run."""
+    row = conn.execute(
+        sa.update(clients)
+        .where(clients.c.client_id == client_id)
+        .values(retention_days=body.retention_days)
+        .returning(clients)
+    ).one_or_none()
+    if row is None:
+        raise _missing(client_id)
+    conn.commit()
     return ClientOut.model_validate(row._mapping)
 
 

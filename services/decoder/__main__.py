@@ -1,5 +1,5 @@
 """``vidpipe run decoder --camera ID``: read one camera's stream, store JPEGs, publish events
-(the loop itself is :class:`services.decoder.stream.StreamDecoder`)."""
+(the loop itself is :class:`vidpipe.decoding.stream.StreamDecoder`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import asyncio
 import functools
 import logging
 
-from services.decoder.service import DecoderService
 from services.decoder.settings import DecoderSettings
-from services.decoder.source import Backoff
-from services.decoder.stream import StreamDecoder, StreamOptions
 from vidpipe.bus import make_producer
 from vidpipe.cameras import AmbiguousCamera, CameraNotFound, UrlCipher, get_camera, stream_url
 from vidpipe.db import create_engine
+from vidpipe.decoding.publisher import DecoderService
+from vidpipe.decoding.source import Backoff
+from vidpipe.decoding.stream import StreamDecoder, StreamOptions
 from vidpipe.logs import configure_logging
 from vidpipe.objectstore import ObjectStore
 from vidpipe.runtime import install_stop_signal, serve_metrics

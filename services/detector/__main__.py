@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 import torch
 
 from services.detector.priority import InferenceGate
 from services.detector.requests import PostgresLedger, RequestService
-from services.detector.service import DetectorService
+from services.detector.service import DetectorService, count_stale
 from services.detector.settings import DetectorSettings
 from vidpipe.bus import consume_batches, make_consumer
 from vidpipe.configstore import ConfigStore
@@ -18,6 +19,7 @@ from vidpipe.db import create_engine
 from vidpipe.latest import LatestFrames
 from vidpipe.modelref import parse_model_ref
 from vidpipe.objectstore import ObjectStore
+from vidpipe.retries import Interrupted, RetryingHandler
 from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_consumer
 from vidpipe.topics import FRAMES_DECODED, REQUESTS
 from vidpipe_ml.cache import ModelCache, ModelUnavailable, RemoteTarget
@@ -51,12 +53,26 @@ def remote_target(settings: DetectorSettings) -> RemoteTarget | None:
     )
 
 
+def bound_registry_retries(settings: DetectorSettings) -> None:
+    """Cap the MLflow client's own HTTP retries (by default minutes of backoff): the cache
+    serves stale and asks again itself, so a long retry only delays noticing the registry is
+    back. Set only where the environment does not say otherwise."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.registry_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_s)))
+
+
 def wiring(settings: DetectorSettings) -> Wiring:
     async def wire(context: ConsumerContext) -> Wired:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
+        bound_registry_retries(settings)
         device = pick_device(settings.device)
-        configs = ConfigStore(settings.postgres, settings.redis)
+        configs = ConfigStore(
+            settings.postgres,
+            settings.redis,
+            timeout_s=settings.config_timeout_s,
+            on_stale=count_stale,
+        )
         context.exit_stack.callback(configs.close)
         latest = LatestFrames(settings.redis)
         context.exit_stack.push_async_callback(latest.aclose)
@@ -68,6 +84,9 @@ def wiring(settings: DetectorSettings) -> Wiring:
             backend=settings.backend,
             precision=settings.precision,
             remote=remote_target(settings),
+            registry_timeout_s=settings.registry_timeout_s,
+            load_timeout_s=settings.model_load_timeout_s,
+            on_stale=count_stale,
         )
         context.exit_stack.callback(models.close)
         await asyncio.to_thread(preload, models, settings.preload_models)
@@ -117,16 +136,22 @@ async def serve_requests(
     )
     await consumer.start()
 
+    handle = RetryingHandler(
+        service.handle_batch, context.dead_letters, context.stop, "detector-requests", consumer
+    )
+
     async def loop() -> None:
         try:
             await consume_batches(
                 consumer,
-                service.handle_batch,
+                handle,
                 context.stop,
                 max_records=settings.requests_max_records,
                 timeout_ms=200,
                 service="detector-requests",
             )
+        except Interrupted:
+            log.info("requests consumer stopped during a retry; that batch is left uncommitted")
         finally:
             context.stop.set()  # the frame loop ends too: the process restarts whole
 

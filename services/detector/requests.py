@@ -51,11 +51,18 @@ from vidpipe.events import (
     encode_event,
     parse_event,
 )
+from vidpipe.failures import classify
 from vidpipe.modelref import ModelSelector
 from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import REQUESTS_DONE
 from vidpipe_ml.cache import ModelUnavailable
-from vidpipe_ml.inference import LoadedModel, UndecodableImage, decode_frame, detect_batch
+from vidpipe_ml.inference import (
+    InvalidDetections,
+    LoadedModel,
+    UndecodableImage,
+    decode_frame,
+    detect_each,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +139,28 @@ class RequestService:
         self._gate = gate
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Handle ``records``; a transient error (registry, S3, Postgres unreachable) is
+        raised for the runner to retry the batch."""
         rejected: list[Rejected] = []
-        prepared = await asyncio.gather(*(self._prepare(rec, rejected) for rec in records))
-        ready = [r for r in prepared if r is not None]
-        by_model: dict[ModelRef, list[_Request]] = {}
-        for r in ready:
-            by_model.setdefault(r.model.ref, []).append(r)
-        sends: list[Awaitable[Any]] = []
-        for items in by_model.values():
-            sends += await self._detect(items)
-        await self._dead_letters.publish(rejected)
-        await asyncio.gather(*sends)
+        prepared = await asyncio.gather(
+            *(self._prepare(rec, rejected) for rec in records), return_exceptions=True
+        )
+        ready = [r for r in prepared if isinstance(r, _Request)]
+        try:
+            failure = next((r for r in prepared if isinstance(r, BaseException)), None)
+            if failure is not None:
+                raise failure
+            by_model: dict[ModelRef, list[_Request]] = {}
+            for r in ready:
+                by_model.setdefault(r.model.ref, []).append(r)
+            sends: list[Awaitable[Any]] = []
+            for items in by_model.values():
+                sends += await self._detect(items)
+            await self._dead_letters.publish(rejected)
+            await asyncio.gather(*sends)
+        finally:
+            for r in ready:
+                self._models.release(r.model)
 
     async def _prepare(
         self, rec: ConsumerRecord[bytes, bytes], rejected: list[Rejected]
@@ -166,22 +184,25 @@ class RequestService:
             name=event.model_name, alias=event.model_alias, version=event.model_version
         )
         try:
-            model = await asyncio.to_thread(self._load, selector)
-            data = await self._store.aget(event.image.bucket, event.image.key)
-            image = await asyncio.to_thread(decode_frame, data)
+            model = await self._models.acquire(selector)
         except ModelUnavailable as exc:
+            if classify(exc) == "transient":
+                raise
             await self._fail(event, f"model {selector.uri} unavailable: {exc}", "model")
             return None
-        except ObjectNotFound:
-            await self._fail(event, "the stored image is missing", "missing_image")
-            return None
-        except UndecodableImage as exc:
-            await self._fail(event, str(exc), "undecodable")
-            return None
+        try:
+            data = await self._store.aget(event.image.bucket, event.image.key)
+            image = await asyncio.to_thread(decode_frame, data)
+        except BaseException as exc:
+            self._models.release(model)
+            if isinstance(exc, ObjectNotFound):
+                await self._fail(event, "the stored image is missing", "missing_image")
+                return None
+            if isinstance(exc, UndecodableImage):
+                await self._fail(event, str(exc), "undecodable")
+                return None
+            raise
         return _Request(rec, event, model, image)
-
-    def _load(self, selector: ModelSelector) -> LoadedModel:
-        return self._models.get(self._models.resolve(selector))
 
     async def _fail(self, event: DetectionRequested, reason: str, outcome: str) -> None:
         REQUESTS_HANDLED.labels(f"failed_{outcome}").inc()
@@ -196,10 +217,13 @@ class RequestService:
         model = items[0].model
         async with self._gate.urgent():
             raw = await asyncio.to_thread(
-                detect_batch, model, [r.image for r in items], self._device
+                detect_each, model, [r.image for r in items], self._device
             )
         sends: list[Awaitable[Any]] = []
         for item, found in zip(items, raw, strict=True):
+            if isinstance(found, InvalidDetections):  # the client waits: answer it
+                await self._fail(item.event, str(found), "invalid_detections")
+                continue
             send = await self._finish(item, _kept(item.event, found))
             if send is not None:
                 sends.append(send)

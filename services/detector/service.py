@@ -6,6 +6,15 @@ budget, fetch JPEGs from S3 concurrently, run each model once on its frames (in 
 latest-frame pointer (:mod:`vidpipe.latest`), publish ``DetectionsProduced``
 and ``FrameMetrics``, and dead-letter what could not be handled. It returns only when all
 of that is acknowledged, so the caller may commit the batch's offsets.
+
+Failures (:mod:`vidpipe.failures`): a frame that is bad input (not a valid event, an
+unknown client, a client whose stored config is invalid, a model that does not exist, a
+missing or undecodable image, model output with NaN scores or unknown label ids) is
+dead-lettered with its reason and the batch goes on. A dependency that is unreachable raises
+out of the batch (transient), so the runner retries the whole batch while the consumer stays
+in its group: never a dead letter for that. Configs and models serve stale meanwhile (the
+last known config, the last resolved model version: ``vidpipe_detector_stale_total``), so an
+outage of Redis, Postgres or MLflow alone does not stop detection.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from services.detector.filters import apply_client_config
 from services.detector.priority import InferenceGate
 from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher, Rejected
-from vidpipe.configstore import ClientConfig
+from vidpipe.configstore import ClientConfig, InvalidConfig
 from vidpipe.events import (
     Detection,
     DetectionsProduced,
@@ -39,21 +48,29 @@ from vidpipe.events import (
     encode_event,
     parse_event,
 )
+from vidpipe.failures import classify
 from vidpipe.modelref import ModelSelector
 from vidpipe.objectstore import ObjectNotFound
 from vidpipe.topics import DETECTIONS, METRICS
 from vidpipe_ml.cache import ModelUnavailable
 from vidpipe_ml.inference import (
     InferenceFailed,
+    InvalidDetections,
     LoadedModel,
     UndecodableImage,
     decode_frame,
-    detect_batch,
+    detect_each,
 )
 
 log = logging.getLogger(__name__)
 
 FRAMES = Counter("vidpipe_detector_frames_total", "Frames handled", ["outcome"])
+STALE = Counter(
+    "vidpipe_detector_stale_total",
+    "Reads served from the last known value because a dependency failed (config: Redis and "
+    "Postgres; model: the MLflow registry)",
+    ["what"],
+)
 INFERENCE_SECONDS = Histogram(
     "vidpipe_detector_inference_seconds", "Model time per batch chunk", ["model"]
 )
@@ -71,13 +88,25 @@ class FrameStore(Protocol):
     async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
 
 
+def count_stale(what: str) -> None:
+    """Count one read served stale (``what``: config, model); the stores' ``on_stale``."""
+    STALE.labels(what).inc()
+
+
 class ConfigSource(Protocol):
-    def get_client_config(self, client_id: str) -> ClientConfig | None: ...
+    """:class:`vidpipe.configstore.ConfigStore`'s read: None for an unknown client; raises
+    :class:`~vidpipe.configstore.InvalidConfig` or a transient error."""
+
+    async def read_client_config(self, client_id: str) -> ClientConfig | None: ...
 
 
 class Models(Protocol):
-    def resolve(self, selector: ModelSelector) -> ModelRef: ...
-    def get(self, ref: ModelRef) -> LoadedModel: ...
+    """:class:`vidpipe_ml.cache.ModelCache`'s serving side: ``acquire`` raises
+    :class:`~vidpipe_ml.cache.ModelUnavailable` (a transient subclass while the registry is
+    away and nothing is loaded); each acquired model is released once."""
+
+    async def acquire(self, selector: ModelSelector) -> LoadedModel: ...
+    def release(self, model: LoadedModel) -> None: ...
 
 
 class LatestPointer(Protocol):
@@ -131,56 +160,98 @@ class DetectorService:
         self._gate = gate or InferenceGate()
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Handle ``records`` (see the module doc). Raises a transient error (Redis,
+        Postgres, MLflow, S3 or Kafka unreachable) for the runner to retry the batch."""
         rejected: list[Rejected] = []
         pending: list[Awaitable[Any]] = []
-        work = self._newest_first(self._admit(records, rejected, pending), pending)
-        await asyncio.gather(*(self._fetch(w, rejected) for w in work))
-        ready = [w for w in work if w.image is not None]
-        by_model: dict[ModelRef, list[_Work]] = {}
-        for w in ready:
-            by_model.setdefault(w.model.ref, []).append(w)
-        for items in by_model.values():
-            for start in range(0, len(items), self._batch_size):
-                # the budget again: earlier chunks took time, these frames aged meanwhile
-                chunk = self._within_budget(items[start : start + self._batch_size], pending)
-                if chunk:
-                    pending += await self._detect_chunk(chunk, rejected)
-        await self._dead_letters.publish(rejected)
-        await asyncio.gather(*pending)
+        held: dict[ModelSelector, LoadedModel] = {}
+        try:
+            admitted = await self._admit(records, rejected, pending, held)
+            work = self._newest_first(admitted, pending)
+            await asyncio.gather(*(self._fetch(w, rejected) for w in work))
+            ready = [w for w in work if w.image is not None]
+            by_model: dict[ModelRef, list[_Work]] = {}
+            for w in ready:
+                by_model.setdefault(w.model.ref, []).append(w)
+            for items in by_model.values():
+                for start in range(0, len(items), self._batch_size):
+                    # the budget again: earlier chunks took time, these frames aged meanwhile
+                    chunk = self._within_budget(items[start : start + self._batch_size], pending)
+                    if chunk:
+                        pending += await self._detect_chunk(chunk, rejected)
+            await self._dead_letters.publish(rejected)
+            await asyncio.gather(*pending)
+        except BaseException:
+            for send in pending:  # never awaited now: close the coroutines quietly
+                if asyncio.iscoroutine(send):
+                    send.close()
+            raise
+        finally:
+            for model in held.values():
+                self._models.release(model)
         FRAMES.labels("dead_lettered").inc(len(rejected))
 
-    def _admit(
+    async def _admit(
         self,
         records: Sequence[ConsumerRecord[bytes, bytes]],
         rejected: list[Rejected],
         pending: list[Awaitable[Any]],
+        held: dict[ModelSelector, LoadedModel],
     ) -> list[_Work]:
-        """Validate, resolve config and model, apply the age budget (synchronous checks)."""
-        work: list[_Work] = []
-        now = time.time_ns()
+        """Validate, look up each client's config and model once per batch, apply the age
+        budget. Models acquired are added to ``held`` (the caller releases them)."""
+        frames: list[tuple[ConsumerRecord[bytes, bytes], FrameDecoded]] = []
         for rec in records:
             try:
-                frame = parse_event(FrameDecoded, rec.value or b"")
+                frames.append((rec, parse_event(FrameDecoded, rec.value or b"")))
             except InvalidEvent as exc:
                 rejected.append(Rejected(rec, str(exc), "invalid_event"))
+        clients = sorted({frame.client_id for _, frame in frames})
+        looked_up = await asyncio.gather(
+            *(self._configs.read_client_config(c) for c in clients), return_exceptions=True
+        )
+        configs: dict[str, ClientConfig | BaseException | None] = dict(
+            zip(clients, looked_up, strict=True)
+        )
+        for found in configs.values():
+            if isinstance(found, BaseException) and not isinstance(found, InvalidConfig):
+                raise found  # transient (or unexpected): the runner retries the batch
+        models: dict[ModelSelector, LoadedModel | ModelUnavailable] = {}
+        work: list[_Work] = []
+        now = time.time_ns()
+        for rec, frame in frames:
+            config = configs[frame.client_id]
+            if isinstance(config, BaseException):
+                rejected.append(Rejected(rec, str(config), "invalid_config"))
                 continue
-            config = self._configs.get_client_config(frame.client_id)
             if config is None:
-                rejected.append(
-                    Rejected(
-                        rec, f"unknown client {frame.client_id!r}: no config", "unknown_client"
-                    )
-                )
+                reason = f"unknown client {frame.client_id!r}: no config"
+                rejected.append(Rejected(rec, reason, "unknown_client"))
                 continue
             if self._stale(frame, config, now, pending):
                 continue
-            try:
-                model = self._models.get(self._models.resolve(config.model))
-            except ModelUnavailable as exc:
-                rejected.append(Rejected(rec, f"model unavailable: {exc}", "model_unavailable"))
+            model = models.get(config.model)
+            if model is None:
+                model = models[config.model] = await self._acquire(config.model, held)
+            if isinstance(model, ModelUnavailable):
+                rejected.append(Rejected(rec, f"model unavailable: {model}", "model_unavailable"))
                 continue
             work.append(_Work(rec, frame, config, model))
         return work
+
+    async def _acquire(
+        self, selector: ModelSelector, held: dict[ModelSelector, LoadedModel]
+    ) -> LoadedModel | ModelUnavailable:
+        """The model serving ``selector`` (added to ``held``), or why it does not exist;
+        a registry that cannot be reached (nothing loaded) raises, to be retried."""
+        try:
+            model = await self._models.acquire(selector)
+        except ModelUnavailable as exc:
+            if classify(exc) == "transient":
+                raise
+            return exc
+        held[selector] = model
+        return model
 
     def _newest_first(self, work: list[_Work], pending: list[Awaitable[Any]]) -> list[_Work]:
         """Under overload, analyse each camera's newest frames: of a camera's frames beyond
@@ -290,7 +361,7 @@ class DetectorService:
         async with self._gate.normal():
             started = time.perf_counter()
             try:
-                raw = await asyncio.to_thread(detect_batch, model, images, self._device)
+                found = await asyncio.to_thread(detect_each, model, images, self._device)
             except InferenceFailed as exc:
                 rejected += [Rejected(w.record, str(exc), "inference_failed") for w in items]
                 return []
@@ -298,6 +369,17 @@ class DetectorService:
         per_image = inference_s / len(images)
         self._per_image_s.setdefault(model.ref, deque(maxlen=PER_IMAGE_WINDOW)).append(per_image)
         INFERENCE_SECONDS.labels(f"{model.ref.name}/{model.ref.version}").observe(inference_s)
+        raw: list[list[Detection]] = []
+        valid: list[_Work] = []
+        for w, result in zip(items, found, strict=True):
+            if isinstance(result, InvalidDetections):
+                rejected.append(Rejected(w.record, str(result), result.error_type))
+            else:
+                raw.append(result)
+                valid.append(w)
+        items = valid
+        if not items:
+            return []
         detected = [apply_client_config(d, w.config) for d, w in zip(raw, items, strict=True)]
         annotations = [keys.annotation(w.frame) for w in items]
         await asyncio.gather(
@@ -316,6 +398,7 @@ class DetectorService:
             event = DetectionsProduced(
                 client_id=w.frame.client_id,
                 camera_id=w.frame.camera_id,
+                session_id=w.frame.session_id,
                 frame_seq=w.frame.frame_seq,
                 image=w.frame.image,
                 annotations=ref,
@@ -382,6 +465,7 @@ def _frame_metrics(
     return FrameMetrics(
         client_id=frame.client_id,
         camera_id=frame.camera_id,
+        session_id=frame.session_id,
         frame_seq=frame.frame_seq,
         stage="detector",
         capture_ts_ns=frame.capture_ts_ns,
@@ -398,6 +482,7 @@ def _annotation_json(
         "frame_id": frame.frame_id,
         "client_id": frame.client_id,
         "camera_id": frame.camera_id,
+        "session_id": frame.session_id,
         "frame_seq": frame.frame_seq,
         "image": frame.image.model_dump(),
         "width": frame.width,

@@ -46,6 +46,27 @@ class DetectorSettings(ServiceSettings):
     torch_threads: int | None = Field(default=None, ge=1)
     alias_refresh_s: float = Field(default=10.0, gt=0, description="re-resolve aliases after")
     max_models: int = Field(default=4, ge=1, description="model versions kept loaded (LRU)")
+    registry_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="longest wait for one MLflow registry answer; past it the last resolved "
+        "version serves (stale) and the registry is asked again later",
+    )
+    registry_retries: int = Field(
+        default=2, ge=0, description="the MLflow client's own HTTP retries per call"
+    )
+    model_load_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="longest wait for a first model load of a reference; past it the batch is "
+        "retried (the load goes on)",
+    )
+    config_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="longest wait for Redis, then for Postgres, on a client-config read; past "
+        "it the last known config serves (stale)",
+    )
     preload_models: list[str] = Field(
         default=["coco-centernet@production"],
         description="model references loaded before consuming, so the first frames do not "

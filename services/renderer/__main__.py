@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+
+from prometheus_client import Counter
 
 from services.renderer.service import RendererService
 from services.renderer.settings import RendererSettings
@@ -12,12 +15,25 @@ from vidpipe.runner import ConsumerContext, ConsumerSpec, Wired, Wiring, run_con
 from vidpipe.runtime import limit_malloc_arenas
 from vidpipe.topics import DETECTIONS, REQUESTS_DONE
 
+log = logging.getLogger("services.renderer")
+
+FLUSH_FAILURES = Counter(
+    "vidpipe_renderer_idle_flush_failures_total",
+    "Idle clip flushes that failed (retried at the next tick; clips are rebuilt at start-up)",
+)
+
 
 async def _flush_idle_clips(service: RendererService, idle_s: float, stop: asyncio.Event) -> None:
+    """Every ``idle_s / 2`` s, write clips idle for ``idle_s``; supervised: a failure is
+    logged and counted and the loop goes on (it never ends the task silently)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=idle_s / 2)
-        await service.flush_idle(idle_s)
+        try:
+            await service.flush_idle(idle_s)
+        except Exception:
+            FLUSH_FAILURES.inc()
+            log.exception("idle clip flush failed; retrying in %.1f s", idle_s / 2)
 
 
 def wiring(settings: RendererSettings) -> Wiring:
@@ -30,14 +46,19 @@ def wiring(settings: RendererSettings) -> Wiring:
             clip_frames=settings.clip_frames,
             clip_fps=settings.clip_fps,
         )
+        recovered = await service.recover_pending()
+        if recovered:
+            log.info("rebuilt %d clips left unwritten by an earlier run", recovered)
         flusher = asyncio.create_task(
             _flush_idle_clips(service, settings.clip_idle_s, context.stop)
         )
 
         async def finish() -> None:
             context.stop.set()
-            await flusher
-            await service.flush_all()
+            try:
+                await flusher
+            finally:
+                await service.flush_all()  # always, however the flusher ended
 
         context.exit_stack.push_async_callback(finish)
         return Wired(service.handle_batch)

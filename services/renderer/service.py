@@ -1,12 +1,19 @@
 """The renderer's unit of work: a batch of ``DetectionsProduced`` -> annotated JPEGs + clips.
 
 Annotated frames and clips go where :mod:`vidpipe.keys` says. Clips cover a fixed span of
-``clip_frames`` sequence numbers per camera (segment ``n`` holds
-``n*clip_frames <= frame_seq < (n+1)*clip_frames``); both keys are deterministic, so replays
-overwrite. A clip is written when its camera moves on to a later segment, after
-``clip_idle_s`` without frames, and on shutdown. It is assembled from the rendered frames
+``clip_frames`` sequence numbers per stream session of a camera (segment ``n`` holds
+``n*clip_frames <= frame_seq < (n+1)*clip_frames``), so a decoder restart starts new clips
+instead of mixing two runs; both keys are deterministic, so replays overwrite. A clip is
+written when its session moves on to a later segment, after ``clip_idle_s`` without frames,
+and on shutdown. It is assembled from the rendered frames
 this process holds plus any of the segment's renders already in S3 (rendered before a
 restart), so a restart mid-segment does not shorten the clip.
+
+Clips survive a crash: S3, not memory, is the source of truth. Opening a segment stores a
+marker (:func:`vidpipe.keys.pending_clip`) before the batch's offsets are committed, and
+writing the clip deletes it; :meth:`RendererService.recover_pending`, run at start-up,
+rebuilds the clip of every marker left behind (a kill before the upload, or within the idle
+window after a stream ended) from the segment's rendered frames in S3.
 
 On-demand requests (``RequestProcessed`` on ``requests.done.v1``) are drawn the same way and
 stored at :func:`vidpipe.keys.request_render`; they are single images, so no clip.
@@ -49,11 +56,16 @@ log = logging.getLogger(__name__)
 RENDERED = Counter("vidpipe_renderer_frames_total", "Frames rendered")
 REQUESTS_RENDERED = Counter("vidpipe_renderer_requests_total", "On-demand requests rendered")
 CLIPS = Counter("vidpipe_renderer_clips_total", "MP4 clips written")
+CLIPS_RECOVERED = Counter(
+    "vidpipe_renderer_clips_recovered_total",
+    "Clips rebuilt from rendered frames in S3 after a renderer stopped before writing them",
+)
 
 
 class RenderStore(Protocol):
     async def aget(self, bucket: str, key: str) -> bytes: ...
     async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+    async def adelete(self, bucket: str, key: str) -> None: ...
     def iter_keys(self, bucket: str, prefix: str = "") -> Any: ...
 
 
@@ -72,6 +84,7 @@ class _Drawable(Protocol):
 class _OpenClip:
     client_id: str
     camera_id: str
+    session_id: str
     segment: int
     #: True when this process wrote the camera's previous segment, so it saw this one from
     #: its first frame and need not look in S3 for renders made before a restart.
@@ -96,7 +109,8 @@ class RendererService:
         self._quality = jpeg_quality
         self._clip_frames = clip_frames
         self._clip_fps = clip_fps
-        self._open: dict[tuple[str, str], _OpenClip] = {}
+        #: (client, camera, session) -> the segment being collected
+        self._open: dict[tuple[str, str, str], _OpenClip] = {}
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         rejected: list[Rejected] = []
@@ -166,6 +180,7 @@ class RendererService:
         metrics = FrameMetrics(
             client_id=event.client_id,
             camera_id=event.camera_id,
+            session_id=event.session_id,
             frame_seq=event.frame_seq,
             stage="renderer",
             capture_ts_ns=event.capture_ts_ns,
@@ -178,7 +193,7 @@ class RendererService:
         await fut
 
     async def _add_to_clip(self, event: DetectionsProduced, jpeg: bytes) -> None:
-        camera = (event.client_id, event.camera_id)
+        camera = (event.client_id, event.camera_id, event.session_id)
         segment = event.frame_seq // self._clip_frames
         clip = self._open.get(camera)
         moved_on = clip is not None and clip.segment < segment
@@ -187,8 +202,14 @@ class RendererService:
             clip = None
         if clip is None:
             clip = self._open[camera] = _OpenClip(
-                event.client_id, event.camera_id, segment, seen_from_start=moved_on
+                event.client_id,
+                event.camera_id,
+                event.session_id,
+                segment,
+                seen_from_start=moved_on,
             )
+            marker = keys.pending_clip(*camera, segment)
+            await self._store.aput(marker.bucket, marker.key, b"", "application/octet-stream")
         clip.frames[event.frame_seq] = jpeg
         clip.last_update = time.monotonic()
 
@@ -200,10 +221,46 @@ class RendererService:
                 await self._write_clip(self._open.pop(camera))
 
     async def flush_all(self) -> None:
+        """Write every open clip; one that fails is logged and left to
+        :meth:`recover_pending` (its marker stays), the others are still written."""
         for camera in list(self._open):
-            await self._write_clip(self._open.pop(camera))
+            try:
+                await self._write_clip(self._open.pop(camera))
+            except Exception:
+                log.exception("clip not written; it is rebuilt at the next start")
 
-    async def _write_clip(self, clip: _OpenClip) -> None:
+    async def recover_pending(self) -> int:
+        """Rebuild the clip of every pending-clip marker that no segment of this process
+        holds (left by a renderer that stopped before writing it) from the segment's
+        rendered frames in S3; returns how many clips were written. A marker whose segment
+        has no rendered frame is dropped. Run at start-up; another replica still collecting
+        that segment overwrites the clip with its full version when it finishes.
+
+        Raises:
+            botocore.exceptions.BotoCoreError, ClientError: S3 unavailable.
+        """
+        found = await asyncio.to_thread(
+            lambda: list(self._store.iter_keys(RENDERS_BUCKET, keys.PENDING_CLIPS_PREFIX))
+        )
+        written = 0
+        for key in found:
+            parsed = keys.parse_pending_clip(key)
+            if parsed is None:
+                continue
+            client_id, camera_id, session_id, segment = parsed
+            held = self._open.get((client_id, camera_id, session_id))
+            if held is not None and held.segment == segment:
+                continue
+            clip = _OpenClip(client_id, camera_id, session_id, segment)
+            if await self._write_clip(clip):
+                CLIPS_RECOVERED.inc()
+                written += 1
+                log.info("clip rebuilt from S3", extra={"key": key})
+        return written
+
+    async def _write_clip(self, clip: _OpenClip) -> bool:
+        """Encode and upload the clip, then delete its marker; False when the segment has no
+        frame at all (nothing to write; the marker is deleted too)."""
         frames = dict(clip.frames)
         first = clip.segment * self._clip_frames
         wanted = range(first, first + self._clip_frames)
@@ -211,21 +268,32 @@ class RendererService:
             stored = await asyncio.to_thread(self._stored_render_seqs, clip)
             for seq in sorted((stored & set(wanted)) - frames.keys()):
                 ref = keys.render(
-                    FrameRef(client_id=clip.client_id, camera_id=clip.camera_id, frame_seq=seq)
+                    FrameRef(
+                        client_id=clip.client_id,
+                        camera_id=clip.camera_id,
+                        session_id=clip.session_id,
+                        frame_seq=seq,
+                    )
                 )
                 frames[seq] = await self._store.aget(ref.bucket, ref.key)
         ordered = [frames[s] for s in sorted(frames)]
+        marker = keys.pending_clip(clip.client_id, clip.camera_id, clip.session_id, clip.segment)
+        if not ordered:
+            await self._store.adelete(marker.bucket, marker.key)
+            return False
         data = await asyncio.to_thread(encode_clip, ordered, self._clip_fps)
-        ref = keys.clip(clip.client_id, clip.camera_id, clip.segment)
+        ref = keys.clip(clip.client_id, clip.camera_id, clip.session_id, clip.segment)
         await self._store.aput(ref.bucket, ref.key, data, "video/mp4")
+        await self._store.adelete(marker.bucket, marker.key)
         CLIPS.inc()
         log.info(
             "clip written",
             extra={"key": ref.key, "frames": len(ordered), "camera_id": clip.camera_id},
         )
+        return True
 
     def _stored_render_seqs(self, clip: _OpenClip) -> set[int]:
-        prefix = keys.camera_prefix(clip.client_id, clip.camera_id)
+        prefix = keys.session_prefix(clip.client_id, clip.camera_id, clip.session_id)
         found = (
             keys.parse_seq(key, prefix, ".jpg")
             for key in self._store.iter_keys(RENDERS_BUCKET, prefix)

@@ -22,6 +22,7 @@ from vidpipe.topics import ANNOTATIONS_BUCKET, DATASETS_BUCKET, FRAMES_BUCKET
 
 pytestmark = pytest.mark.integration
 T0 = 1_600_000_000_000_000_000  # ns since epoch
+SESSION = "20261201t120000-0a0a"
 DETECTIONS = [
     [{"box": [10.0, 20.0, 50.0, 80.0], "score": 0.9, "label": "person"},
      {"box": [60.0, 5.0, 100.0, 25.0], "score": 0.3, "label": "car"}],
@@ -34,7 +35,7 @@ DETECTIONS = [
 def camera(stack: None, stack_settings: ServiceSettings) -> Iterator[tuple[ObjectStore, str]]:
     store = ObjectStore(stack_settings.s3)
     client, camera_id = f"it-ds-{uuid.uuid4().hex[:8]}", "cam-1"
-    prefix = f"{client}/{camera_id}/"
+    prefix = f"{client}/{camera_id}/{SESSION}/"
     for seq, dets in enumerate(DETECTIONS):
         image = np.full((96, 128, 3), 40 * seq, dtype=np.uint8)
         ok, jpeg = cv2.imencode(".jpg", image)
@@ -44,6 +45,7 @@ def camera(stack: None, stack_settings: ServiceSettings) -> Iterator[tuple[Objec
             "frame_id": f"{prefix}{seq}",
             "client_id": client,
             "camera_id": camera_id,
+            "session_id": SESSION,
             "frame_seq": seq,
             "image": {"bucket": FRAMES_BUCKET, "key": f"{prefix}{seq}.jpg"},
             "width": 128,
@@ -56,8 +58,8 @@ def camera(stack: None, stack_settings: ServiceSettings) -> Iterator[tuple[Objec
     try:
         yield store, client
     finally:
-        store.delete_prefix(ANNOTATIONS_BUCKET, prefix)
-        store.delete_prefix(FRAMES_BUCKET, prefix)
+        store.delete_prefix(ANNOTATIONS_BUCKET, f"{client}/")
+        store.delete_prefix(FRAMES_BUCKET, f"{client}/")
         store.delete_prefix(DATASETS_BUCKET, f"{client}/")
 
 
@@ -69,7 +71,7 @@ def test_build_from_camera_round_trip(camera: tuple[ObjectStore, str]) -> None:
     assert summary.boxes_by_label == {"car": 1, "person": 1}
 
     ds = load_dataset(store, name)
-    assert [i["file_name"] for i in ds.images] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [i["file_name"] for i in ds.images] == [f"{SESSION}-{n}.jpg" for n in (0, 1, 2)]
     categories = {c["id"]: c["name"] for c in ds.categories}
     assert categories == {1: "car", 2: "person"}
     boxes = sorted((categories[a["category_id"]], a["bbox"]) for a in ds.annotations)

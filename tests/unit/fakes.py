@@ -11,18 +11,24 @@ from aiokafka import ConsumerRecord
 from vidpipe.events import FrameDecoded, ObjectRef
 from vidpipe.objectstore import ObjectNotFound
 
+#: The stream session of the unit tests' frames.
+SESSION = "20261201t120000-0a0a"
 
-def decoded(client: str, camera: str, seq: int, capture_ts_ns: int) -> FrameDecoded:
+
+def decoded(
+    client: str, camera: str, seq: int, capture_ts_ns: int, session: str = SESSION
+) -> FrameDecoded:
     """A 64x48 ``FrameDecoded`` whose JPEG lies at its key layout's place."""
     return FrameDecoded(
         client_id=client,
         camera_id=camera,
+        session_id=session,
         frame_seq=seq,
         capture_ts_ns=capture_ts_ns,
         decoded_ts_ns=capture_ts_ns,
         width=64,
         height=48,
-        image=ObjectRef(bucket="frames", key=f"{client}/{camera}/{seq}.jpg"),
+        image=ObjectRef(bucket="frames", key=f"{client}/{camera}/{session}/{seq}.jpg"),
     )
 
 
@@ -54,6 +60,9 @@ class FakeStore:
 
     async def aput(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         self.objects[(bucket, key)] = data
+
+    async def adelete(self, bucket: str, key: str) -> None:
+        self.objects.pop((bucket, key), None)
 
     def iter_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
         return iter(sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix)))

@@ -22,7 +22,7 @@ from vidpipe.bus import (
 )
 from vidpipe.events import DeadLetter, parse_event
 from vidpipe.settings import KafkaSettings
-from vidpipe.topics import dead_letter_topic
+from vidpipe.topics import FRAMES_DECODED, dead_letter_topic
 from vidpipe_cli.demo.watch import PipelineWatch
 
 
@@ -334,16 +334,16 @@ async def test_consume_batches_when_a_partition_was_paused_before_leaves_it_paus
 async def test_dead_letters_when_batch_replayed_then_counted_once_by_source() -> None:
     producer = FakeProducer()
     dead_letters = DeadLetterPublisher(producer, "detector")
-    bad = _records(8)[0]
+    bad = dataclasses.replace(_records(8)[0], topic=FRAMES_DECODED)
 
     for _ in range(2):  # handled, commit refused, replayed by the new owner
         await dead_letters.publish([Rejected(bad, "undecodable JPEG", "undecodable_image")])
 
-    published = producer.on(dead_letter_topic("frames.decoded.v1"))
+    published = producer.on(dead_letter_topic(FRAMES_DECODED))
     letters = [parse_event(DeadLetter, value) for value in published]
     assert len(letters) == 2
-    assert {letter.source_id for letter in letters} == {"frames.decoded.v1/0/8"}
+    assert {letter.source_id for letter in letters} == {f"{FRAMES_DECODED}/0/8"}
     watch = PipelineWatch(KafkaSettings(), "acme", "cam-1", since_ns=0)
     for value in published:
-        watch._observe(dead_letter_topic("frames.decoded.v1"), value)
+        watch._observe(dead_letter_topic(FRAMES_DECODED), value)
     assert watch.seen.dead_letters == 1

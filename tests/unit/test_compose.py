@@ -39,6 +39,8 @@ EXTRAS = {
     "model_server": ("torch", "torchvision", "openvino", "nncf", "kserve", *MLFLOW),
     "renderer": ("av",),
     "metrics_sink": (),
+    "status_sink": (),
+    "janitor": (),
     "dashboard": ("argon2", *MLFLOW),
     "trainer": ("torch", "torchvision", "openvino", "nncf", "pycocotools", "skimage", *MLFLOW),
 }
@@ -131,6 +133,8 @@ S3_NEEDS = {
     | {(b, "s3:ListBucket") for b in ("annotations", "renders", "datasets")}
     | {("requests", "s3:PutObject")},
     "trainer": {("datasets", "s3:GetObject"), ("datasets", "s3:ListBucket")},
+    "janitor": {(b, a) for b in ("frames", "annotations", "renders", "requests")
+                for a in ("s3:DeleteObject", "s3:ListBucket")},
 }  # fmt: skip
 
 

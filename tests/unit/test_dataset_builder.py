@@ -21,23 +21,25 @@ from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_BUCKET
 from vidpipe_cli.datasets import app as datasets_app
 
 T0 = 1_700_000_000_000_000_000  # ns since epoch
+S = "20261201t120000-0a0a"  # the stream session
 
 
 def _frame(store: MemoryDatasetStore, seq: int, dets: list[dict[str, Any]], ts: int = T0) -> None:
     doc = {
-        "frame_id": f"c1/cam/{seq}",
+        "frame_id": f"c1/cam/{S}/{seq}",
         "client_id": "c1",
         "camera_id": "cam",
+        "session_id": S,
         "frame_seq": seq,
-        "image": {"bucket": FRAMES_BUCKET, "key": f"c1/cam/{seq}.jpg"},
+        "image": {"bucket": FRAMES_BUCKET, "key": f"c1/cam/{S}/{seq}.jpg"},
         "width": 100,
         "height": 80,
         "capture_ts_ns": ts,
         "model": {"name": "teacher", "version": "3"},
         "detections": dets,
     }
-    store.put(ANNOTATIONS_BUCKET, f"c1/cam/{seq}.json", json.dumps(doc).encode(), "")
-    store.put(FRAMES_BUCKET, f"c1/cam/{seq}.jpg", b"jpeg-%d" % seq, "image/jpeg")
+    store.put(ANNOTATIONS_BUCKET, f"c1/cam/{S}/{seq}.json", json.dumps(doc).encode(), "")
+    store.put(FRAMES_BUCKET, f"c1/cam/{S}/{seq}.jpg", b"jpeg-%d" % seq, "image/jpeg")
 
 
 def _det(label: str, score: float, box: list[float] | None = None) -> dict[str, Any]:
@@ -71,7 +73,7 @@ def test_build_filters_scores_keeps_negatives(store: MemoryDatasetStore) -> None
         "car",
         "person",
     ]
-    assert [i["file_name"] for i in ds.images] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [i["file_name"] for i in ds.images] == [f"{S}-{n}.jpg" for n in (0, 1, 2)]
     person = next(a for a in ds.annotations if a["category_id"] == 3)
     assert person["bbox"] == [10.0, 20.0, 30.0, 40.0]
     assert person["area"] == 1200.0 and person["iscrowd"] == 0
@@ -103,8 +105,8 @@ def test_build_refuses_existing_unless_overwrite(store: MemoryDatasetStore) -> N
 
 
 def test_build_missing_frame_jpeg(store: MemoryDatasetStore) -> None:
-    del store.objects[(FRAMES_BUCKET, "c1/cam/1.jpg")]
-    with pytest.raises(InvalidDataset, match=r"c1/cam/1\.jpg"):
+    del store.objects[(FRAMES_BUCKET, f"c1/cam/{S}/1.jpg")]
+    with pytest.raises(InvalidDataset, match=rf"c1/cam/{S}/1\.jpg"):
         build_from_camera(store, "c1", "cam", "c1/ds", None, 0.4)
 
 

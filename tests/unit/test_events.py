@@ -18,25 +18,26 @@ from vidpipe.events import (
 FRAME = FrameDecoded(
     client_id="acme",
     camera_id="gate-1",
+    session_id="20261201t120000-0a0a",
     frame_seq=42,
     capture_ts_ns=1_700_000_000_000_000_000,
     decoded_ts_ns=1_700_000_000_010_000_000,
     width=768,
     height=576,
-    image=ObjectRef(bucket="frames", key="acme/gate-1/42.jpg"),
+    image=ObjectRef(bucket="frames", key="acme/gate-1/20261201t120000-0a0a/42.jpg"),
 )
 
 
 def test_frame_decoded_when_round_tripped_then_equal() -> None:
     assert parse_event(FrameDecoded, encode_event(FRAME)) == FRAME
-    assert FRAME.frame_id == "acme/gate-1/42"
+    assert FRAME.frame_id == "acme/gate-1/20261201t120000-0a0a/42"
 
 
 def test_detections_produced_when_round_tripped_then_equal() -> None:
     event = DetectionsProduced(
         **FRAME.model_dump(exclude={"schema_version", "decoded_ts_ns"}),
         decoded_ts_ns=FRAME.decoded_ts_ns,
-        annotations=ObjectRef(bucket="annotations", key="acme/gate-1/42.json"),
+        annotations=ObjectRef(bucket="annotations", key="acme/gate-1/20261201t120000-0a0a/42.json"),
         model=ModelRef(name="coco-centernet", version="1"),
         detections=(Detection(box=(1.0, 2.0, 30.5, 40.0), score=0.9, label="person"),),
         detected_ts_ns=FRAME.decoded_ts_ns + 5,
@@ -46,7 +47,8 @@ def test_detections_produced_when_round_tripped_then_equal() -> None:
 
 def test_frame_metrics_when_round_tripped_then_equal() -> None:
     metrics = FrameMetrics(
-        client_id="acme", camera_id="gate-1", frame_seq=1, stage="renderer", capture_ts_ns=5,
+        client_id="acme", camera_id="gate-1", session_id="s1", frame_seq=1, stage="renderer",
+        capture_ts_ns=5,
         rendered_ts_ns=9,
     )  # fmt: skip
     assert parse_event(FrameMetrics, encode_event(metrics)) == metrics
@@ -71,7 +73,7 @@ def test_parse_event_when_not_json_then_rejected() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"frame_seq": -1}, {"camera_id": "bad/id"}, {"schema_version": 2}, {"width": 0}],
+    [{"frame_seq": -1}, {"camera_id": "bad/id"}, {"schema_version": 1}, {"width": 0}],
 )
 def test_frame_decoded_when_field_invalid_then_rejected(change: dict[str, object]) -> None:
     raw = FRAME.model_copy(update=change).model_dump_json().encode()

@@ -45,16 +45,11 @@ OVERLAYS = ("single-node", "distributed", "remote-inference")
 KUBERNETES_VERSION = "1.33"
 WORKLOADS = ("Deployment", "Job", "CronJob")
 
-#: What the manifests already run that the code does not have yet: the camera agents
-#: (agent, status sink, janitor) and the frames topic's rename to v2 come with the agents
-#: issue. The tests assert each is still missing, so the day one lands they ask for its
-#: removal here, and from then on hold the manifests to the code.
-PENDING = {
-    "run agent",
-    "run status-sink",
-    "run janitor",
-    "frames.decoded.v2",
-}
+#: What the manifests already run that the code does not have yet (none now). The tests
+#: assert each is still missing, so the day one lands they ask for its removal here, and from
+#: then on hold the manifests to the code.
+PENDING: set[str] = set()
+
 
 Doc = dict[str, Any]
 
@@ -427,7 +422,7 @@ def test_detector_when_scaled_by_keda_then_on_its_group_topic_and_broker(
 
     assert trigger["type"] == "kafka"
     assert meta["consumerGroup"] == env.get("VIDPIPE_GROUP_ID", DetectorSettings().group_id)
-    assert meta["topic"] == FRAMES_DECODED or meta["topic"] in PENDING
+    assert meta["topic"] == FRAMES_DECODED
     assert meta["bootstrapServersFromEnv"] in env
     partitions = {t.name: t.partitions for t in TOPICS}[FRAMES_DECODED]
     assert scaled["spec"]["maxReplicaCount"] <= partitions

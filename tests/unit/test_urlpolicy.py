@@ -11,8 +11,8 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr, ValidationError
 
-from services.decoder.source import SourceOpenError, read_frames
 from vidpipe.cameras import CameraSecretUnreadable, UrlCipher
+from vidpipe.decoding.source import SourceOpenError, read_frames
 from vidpipe.settings import CameraSettings
 from vidpipe.urlpolicy import (
     IPAddress,

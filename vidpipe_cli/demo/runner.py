@@ -6,9 +6,12 @@ functions that run them (torch, mlflow and pyspark are heavy).
 Steps: local stack up; vtest.avi fetched and served at ``rtsp://127.0.0.1:8554/vtest``;
 demo client + camera + config in Postgres (the camera's old objects removed, so counts are
 this run's); CenterNet registered if absent; metrics sink, detector and renderer started,
-then the decoder, which runs the finite stream once. The run ends when every decoded frame
-has been detected and rendered (or ``timeout_s`` passes), and the summary is read back
-from the end state in S3 plus the pipeline's own events.
+then a camera agent, and the camera is enabled the way a user enables one (the row, then
+its announcement on ``cameras.control.v1``), so the agent starts its decoder. The RTSP
+server plays the clip once (``--once``); when it has ended the camera is disabled the same
+way. The run ends when every decoded frame has been detected and rendered (or ``timeout_s``
+passes), and the summary is read back from the end state in S3 plus the pipeline's own
+events. Benchmarks and tests may run the decoder directly instead (no ``source_ended``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from infra.local.programs import DETECTOR_CPU_ENV, ServeOptions
 from vidpipe import cameras, keys
 from vidpipe.cameras import CameraFields, CameraNotFound, UrlRules
 from vidpipe.configstore import ClientConfig, ConfigStore
+from vidpipe.control import announce_camera_change_sync, edit_action
 from vidpipe.metricsstore import MetricsStore
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import ServiceSettings
@@ -51,6 +55,9 @@ log = logging.getLogger(__name__)
 DEMO_CLIENT = "demo"
 DEMO_CAMERA = "vtest-cam"
 RTSP_PORT = 8554
+#: Seconds without a newly decoded frame, after the source ended, before a run may end
+#: (the last frames read may still be on their way to S3 and Kafka).
+QUIET_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -87,18 +94,23 @@ def _runner_rules(settings: ServiceSettings, url: str) -> UrlRules:
 
 
 def _put_camera(settings: ServiceSettings, run: PipelineRun, enabled: bool) -> None:
+    """Create or edit the run's camera as `vidpipe cameras add/update` does: the row, then,
+    once committed, its announcement to the agents (best effort; they also reconcile)."""
     store = ConfigStore(settings.postgres, settings.redis)
     rules = _runner_rules(settings, run.url)
     fields = CameraFields(name=run.camera_id, url=run.url, fps=run.fps, enabled=enabled)
     try:
         with store.engine.begin() as conn:
             try:
-                cameras.get_camera(conn, run.camera_id, run.client_id)
+                was = cameras.get_camera(conn, run.camera_id, run.client_id)
                 cameras.update_camera(conn, run.client_id, run.camera_id, fields, rules)
+                action = edit_action(was.enabled, enabled)
             except CameraNotFound:
                 cameras.create_camera(conn, run.client_id, run.camera_id, fields, rules)
+                action = "created"
     finally:
         store.close()
+    announce_camera_change_sync(settings.kafka, run.client_id, run.camera_id, action)
 
 
 def disable_camera(settings: ServiceSettings, run: PipelineRun) -> None:
@@ -107,13 +119,14 @@ def disable_camera(settings: ServiceSettings, run: PipelineRun) -> None:
     _put_camera(settings, run, enabled=False)
 
 
-def prepare_camera(settings: ServiceSettings, run: PipelineRun) -> None:
-    """Client, camera and model config in Postgres; the camera's old objects removed. The
-    runner acts as a platform administrator whose allow-list holds its own source."""
+def prepare_camera(settings: ServiceSettings, run: PipelineRun, enabled: bool = True) -> None:
+    """Client, camera (``enabled`` or not) and model config in Postgres; the camera's old
+    objects removed. The runner acts as a platform administrator whose allow-list holds its
+    own source."""
     store = ConfigStore(settings.postgres, settings.redis)
     try:
         store.put_client(run.client_id, run.client_id)
-        _put_camera(settings, run, enabled=True)
+        _put_camera(settings, run, enabled=enabled)
         store.put_client_config(
             ClientConfig(
                 client_id=run.client_id,
@@ -152,12 +165,13 @@ async def follow_run(
     settings: ServiceSettings,
     run: PipelineRun,
     since_ns: int,
-    decoder: ServiceProcess,
+    ended: Callable[[], bool],
     services: list[ServiceProcess],
     timeout_s: float,
     console: Console | None = None,
 ) -> Observation:
-    """Watch until the decoder has exited and every decoded frame was detected and rendered.
+    """Watch until the stream has ``ended()``, no frame was decoded for :data:`QUIET_S`
+    seconds since, and every decoded frame was detected and rendered.
 
     Raises:
         RuntimeError: a service died, or ``timeout_s`` passed first; names the log to read.
@@ -177,11 +191,14 @@ async def follow_run(
         stage: progress.add_task(stage, total=run.expected_frames)
         for stage in ("decoded", "detected", "rendered")
     }
+    decoded, last_decoded = 0, time.monotonic()
     try:
         with progress:
             while True:
                 await watch.poll(500)
                 seen = watch.seen
+                if len(seen.decoded.at) != decoded:
+                    decoded, last_decoded = len(seen.decoded.at), time.monotonic()
                 counts = {
                     "decoded": len(seen.decoded.at),
                     "detected": len(seen.detected.at) + len(seen.dropped["detector"]),
@@ -192,12 +209,13 @@ async def follow_run(
                 for proc in services:
                     if not proc.alive():
                         raise RuntimeError(f"{proc.name} exited early; see {proc.log_path}")
-                if not decoder.alive() and seen.settled():
+                quiet = time.monotonic() - last_decoded >= QUIET_S
+                if ended() and quiet and seen.settled():
                     return seen
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"pipeline did not finish in {timeout_s:.0f} s: {counts}; "
-                        f"logs in {decoder.log_path.parent}"
+                        f"logs in {services[0].log_path.parent}"
                     )
     finally:
         await watch.stop()
@@ -269,16 +287,21 @@ def run_pipeline(
     detector_env: Mapping[str, str] | None = None,
     started: Callable[[list[ServiceProcess]], None] | None = None,
     clip_frames: int | None = None,
+    source_ended: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, Any], Observation]:
     """Run decoder -> detector -> renderer (+ metrics sink) on ``run``; returns the summary
-    and the raw per-frame observation. ``detector_env`` adds to the detector's environment
-    (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every process once all run;
-    ``clip_frames``: frames per clip segment (None: one clip spans the whole run, which the
-    renderer then holds in memory to the end).
+    and the raw per-frame observation. With ``source_ended`` (whether the finite source has
+    played to its end) a camera agent runs the decoder, as for a user's camera: the camera
+    is enabled once the agent is up and disabled when the source has ended; without, the
+    decoder runs as its own process and the run ends when it exits. ``detector_env`` adds to
+    the detector's environment (e.g. ``VIDPIPE_BACKEND``); ``started`` is called with every
+    process once all run; ``clip_frames``: frames per clip segment (None: one clip spans the
+    whole run, which the renderer then holds in memory to the end).
 
     A product running under `vidpipe serve` (default state directory) would join the same
     consumer groups and hold the same ports: its programs (but the dashboard) pause meanwhile."""
-    prepare_camera(settings, run)
+    by_agent = source_ended is not None
+    prepare_camera(settings, run, enabled=not by_agent)
     since_ns = time.time_ns()
     clip_frames = clip_frames or max(2, run.expected_frames + 100)
     env = {
@@ -289,23 +312,36 @@ def run_pipeline(
         serve.paused(serve.ServePaths(stack.DEFAULT_STATE_DIR), keep=("dashboard",)),
         running_services(log_dir, env) as services,
     ):
-        decoder_env = {
-            "VIDPIPE_CAMERA_ID": run.camera_id,
-            "VIDPIPE_CLIENT_ID": run.client_id,
-            "VIDPIPE_RECONNECT": "false",
-            **source_access(run.url),
-        }
-        decoder = start_service("decoder", log_dir, decoder_env)
+        if source_ended is not None:
+            feeder = start_service("agent", log_dir, source_access(run.url))
+            feeder.wait_logged("agent started", timeout_s=60)
+            _put_camera(settings, run, enabled=True)
+            ended = source_ended
+        else:
+            decoder_env = {
+                "VIDPIPE_CAMERA_ID": run.camera_id,
+                "VIDPIPE_CLIENT_ID": run.client_id,
+                "VIDPIPE_RECONNECT": "false",
+                **source_access(run.url),
+            }
+            feeder = start_service("decoder", log_dir, decoder_env)
+
+            def ended() -> bool:
+                return not feeder.alive()
+
         if started is not None:
-            started([*services, decoder])
+            started([*services, feeder])
+        watched = [*services, feeder] if by_agent else services
         try:
             seen = asyncio.run(
-                follow_run(settings, run, since_ns, decoder, services, timeout_s, console)
+                follow_run(settings, run, since_ns, ended, watched, timeout_s, console)
             )
         finally:
-            decoder.stop()
-        if decoder.wait(1) not in (0, None):
-            raise RuntimeError(f"decoder failed; see {decoder.log_path}")
+            if by_agent:
+                disable_camera(settings, run)
+            feeder.stop()
+        if feeder.wait(1) not in (0, None):
+            raise RuntimeError(f"{feeder.name} failed; see {feeder.log_path}")
         wait_for_metrics(settings, run, since_ns, len(seen.rendered.at), timeout_s=180)
     # Services are stopped: the renderer has written its last clip.
     return summarize(settings, run, seen), seen
@@ -319,7 +355,7 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     console.print(f"model: models:/coco-centernet@production (version {version})")
     started = datetime.now(UTC)
     log_dir = state_dir / "log" / "demo"
-    rtsp = start_rtsp_server(mp4, RTSP_PORT, "/vtest", log_dir / "rtsp-server.log")
+    rtsp = start_rtsp_server(mp4, RTSP_PORT, "/vtest", log_dir / "rtsp-server.log", once=True)
     run = PipelineRun(
         client_id=DEMO_CLIENT,
         camera_id=DEMO_CAMERA,
@@ -330,8 +366,9 @@ def run_demo(settings: ServiceSettings, state_dir: Path, out_dir: Path) -> dict[
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
     try:
         console.print(f"streaming {run.url} (real time, ~{run.expected_frames / run.fps:.0f} s)")
-        summary, _ = run_pipeline(settings, run, log_dir, console=console)
-        disable_camera(settings, run)
+        summary, _ = run_pipeline(
+            settings, run, log_dir, console=console, source_ended=lambda: rtsp.poll() is not None
+        )
     finally:
         stop_rtsp_server(rtsp)
     summary.update(evaluate_run(console, started))
@@ -354,7 +391,11 @@ def serve_product(console: Console, paths: serve.ServePaths, run: PipelineRun) -
     stop_dashboard(paths.state_dir)  # one left by an older demo would hold the port
     saved = serve.saved_options(paths) if serve.supervisord_pid(paths) else None
     base = saved or ServeOptions()
-    extra_env = {**base.extra_env, "dashboard": source_access(run.url)}
+    extra_env = {
+        **base.extra_env,
+        "dashboard": source_access(run.url),
+        "agent": source_access(run.url),
+    }
     console.print("starting the product under `vidpipe serve` ...")
     rows = serve.start(ServeOptions(base.detectors, base.port_offset, extra_env), paths)
     dashboard = next(r for r in rows if r.name == "dashboard")

@@ -1,6 +1,6 @@
 """Follow one camera's frames through every stage by reading the pipeline's own topics.
 
-A throw-away consumer group reads ``frames.decoded.v1``, ``detections.v1``, ``metrics.v1``
+A throw-away consumer group reads ``frames.decoded.v2``, ``detections.v2``, ``metrics.v2``
 and the dead-letter topics from the beginning and keeps the events of one camera captured
 after ``since_ns``. That is what the demo's progress bars and latency figures come from.
 """

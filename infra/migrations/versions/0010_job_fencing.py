@@ -3,7 +3,7 @@
 heartbeat, finish, cancel acknowledgement and re-queue are conditional on both.
 
 Revision ID: 0010_job_fencing
-Revises: 0009_client_retention (temporarily 0008 until that migration lands on main)
+Revises: 0009_client_retention
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_job_fencing"
-# TODO(lead): re-chain onto "0009_client_retention" on merge.
-down_revision: str | None = "0008"
+down_revision: str | None = "0009_client_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -12,7 +12,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from services.dashboard import cameras, results
+from services.dashboard import camera_status, cameras, results
+from services.dashboard.camera_status import CameraOut
 from services.dashboard.cameras import CameraIn
 from services.dashboard.deps import (
     CurrentUser,
@@ -65,21 +66,27 @@ async def live_slot(user: CurrentUser, resources: ResourcesDep) -> AsyncIterator
 def list_cameras(
     user: CurrentUser,
     conn: SessionDep,
+    resources: ResourcesDep,
     client_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-) -> list[Camera]:
-    return cameras.list_cameras(conn, user, client_id)
+) -> list[CameraOut]:
+    """The caller's cameras, each with its live ``status`` (null: not reported)."""
+    return camera_status.cameras_with_status(
+        resources.redis, cameras.list_cameras(conn, user, client_id)
+    )
 
 
 @router.post("/cameras", status_code=status.HTTP_201_CREATED)
 def create_camera(
     user: OperatorUser, conn: SessionDep, resources: ResourcesDep, body: CameraIn
 ) -> Camera:
-    return cameras.create_camera(conn, resources.url_rules, user, body)
+    return cameras.create_camera(conn, resources.url_rules, resources.publisher, user, body)
 
 
 @router.get("/cameras/{camera_id}")
-def get_camera(camera: VisibleCamera) -> Camera:
-    return camera
+def get_camera(camera: VisibleCamera, resources: ResourcesDep) -> CameraOut:
+    """The camera with its live ``status`` (null: no agent reported it)."""
+    [found] = camera_status.cameras_with_status(resources.redis, [camera])
+    return found
 
 
 @router.put("/cameras/{camera_id}", summary="Replace a camera's settings")
@@ -91,14 +98,21 @@ def update_camera(
     body: CameraFields,
     client: CameraClient = None,
 ) -> Camera:
-    return cameras.update_camera(conn, resources.url_rules, user, camera_id, body, client)
+    return cameras.update_camera(
+        conn, resources.url_rules, resources.publisher, user, camera_id, body, client
+    )
 
 
 @router.delete("/cameras/{camera_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_camera(
-    user: OperatorUser, conn: SessionDep, camera_id: CameraId, client: CameraClient = None
+    user: OperatorUser,
+    conn: SessionDep,
+    resources: ResourcesDep,
+    camera_id: CameraId,
+    client: CameraClient = None,
 ) -> Response:
-    cameras.delete_camera(conn, user, camera_id, client)
+    deleted = cameras.delete_camera(conn, resources.publisher, user, camera_id, client)
+    camera_status.forget(resources.redis, deleted.client_id, camera_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -134,16 +148,16 @@ async def live(
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="stop after N events")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     conn.close()  # the stream may last minutes; do not hold a pooled connection
-    sent, last_seq, deadline = 0, -1, time.monotonic() + LIVE_MAX_S
+    sent, last, deadline = 0, None, time.monotonic() + LIVE_MAX_S
     while time.monotonic() < deadline and not await request.is_disconnected():
-        seq = await asyncio.to_thread(results.latest_seq, resources, camera)
-        if seq is not None and seq != last_seq:
-            frame = await asyncio.to_thread(results.frame_result, resources, camera, seq)
+        latest = await asyncio.to_thread(results.latest_frame, resources, camera)
+        if latest is not None and latest != last:
+            frame = await asyncio.to_thread(results.frame_result, resources, camera, latest)
             if frame is not None:
-                last_seq = seq
+                last = latest
                 yield ServerSentEvent(
                     event="result",
-                    id=str(seq),
+                    id=f"{latest[0]}/{latest[1]}",
                     data=CameraResult(camera_id=camera.camera_id, result=frame),
                 )
                 sent += 1

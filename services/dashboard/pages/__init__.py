@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.dashboard.pages import accounts, cameras, config, jobs, login, reports, requests
+from services.dashboard.pages import (
+    accounts,
+    agents,
+    cameras,
+    clients,
+    config,
+    jobs,
+    login,
+    reports,
+    requests,
+)
 
 page_router = APIRouter(tags=["pages"])
-for module in (login, cameras, config, reports, jobs, accounts, requests):
+for module in (login, cameras, agents, config, reports, jobs, accounts, clients, requests):
     page_router.include_router(module.router)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.dashboard import cameras, results, tenancy
+from services.dashboard import camera_status, cameras, results, tenancy
 from services.dashboard.cameras import CameraIn
 from services.dashboard.deps import (
     CurrentUser,
@@ -85,8 +85,11 @@ def home(user: CurrentUser) -> Response:
 
 
 @router.get("/cameras", summary="Cameras page")
-def camera_list(request: Request, user: CurrentUser, conn: SessionDep) -> Response:
-    return render(request, "cameras.html", user, cameras=cameras.list_cameras(conn, user))
+def camera_list(
+    request: Request, user: CurrentUser, conn: SessionDep, resources: ResourcesDep
+) -> Response:
+    listed = camera_status.cameras_with_status(resources.redis, cameras.list_cameras(conn, user))
+    return render(request, "cameras.html", user, cameras=listed)
 
 
 def _form_page(
@@ -132,7 +135,7 @@ def add_camera(
                 "client_id": blank_to_none(form.client_id),
             }
         )
-        camera = cameras.create_camera(conn, resources.url_rules, user, body)
+        camera = cameras.create_camera(conn, resources.url_rules, resources.publisher, user, body)
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, False, field_errors(exc), 422)
     return redirect(request, f"/cameras/{camera.camera_id}", f"Camera {camera.camera_id} added.")
@@ -147,11 +150,15 @@ def live_view(
     camera_id: CameraId,
 ) -> Response:
     camera = cameras.get_camera(conn, user, camera_id)
+    statuses = camera_status.read_statuses(resources.redis, [camera.client_id])
+    [shown] = camera_status.with_status([camera], statuses)
     return render(
         request,
         "camera_live.html",
         user,
         camera=camera,
+        status=shown.status,
+        status_available=statuses is not None,
         latest=results.latest_result(resources, camera).result,
         clips=results.list_clips(resources, camera),
     )
@@ -186,7 +193,9 @@ def save_camera(
     form = form.model_copy(update={"camera_id": camera_id, "client_id": current.client_id})
     try:
         fields = CameraFields.model_validate(form.fields())
-        cameras.update_camera(conn, resources.url_rules, user, camera_id, fields)
+        cameras.update_camera(
+            conn, resources.url_rules, resources.publisher, user, camera_id, fields
+        )
     except (ValidationError, Invalid, Conflict) as exc:
         return _form_page(request, user, conn, form, True, field_errors(exc), 422)
     return redirect(request, "/cameras", f"Camera {camera_id} saved.")
@@ -197,8 +206,10 @@ def remove_camera(
     request: Request,
     user: OperatorUser,
     conn: SessionDep,
+    resources: ResourcesDep,
     camera_id: CameraId,
     form: Annotated[CsrfForm, Form()],
 ) -> Response:
-    cameras.delete_camera(conn, user, camera_id)
+    deleted = cameras.delete_camera(conn, resources.publisher, user, camera_id)
+    camera_status.forget(resources.redis, deleted.client_id, camera_id)
     return redirect(request, "/cameras", f"Camera {camera_id} deleted.")

@@ -45,7 +45,6 @@ class ConfigForm(BaseModel):
     model: str = ""
     score_threshold: str = ""
     classes_of_interest: str = ""
-    sampling_fps: str = ""
     max_frame_age_ms: str = ""
     csrf_token: str = ""
 
@@ -63,7 +62,6 @@ class ConfigForm(BaseModel):
                 "classes_of_interest": [
                     c.strip() for c in self.classes_of_interest.split(",") if c.strip()
                 ],
-                "sampling_fps": self.sampling_fps.strip() or None,
                 "max_frame_age_ms": self.max_frame_age_ms.strip() or None,
             }
         )
@@ -75,7 +73,6 @@ class ConfigForm(BaseModel):
             model=config.model_uri.removeprefix("models:/"),
             score_threshold=f"{config.score_threshold:g}",
             classes_of_interest=", ".join(config.classes_of_interest),
-            sampling_fps="" if config.sampling_fps is None else f"{config.sampling_fps:g}",
             max_frame_age_ms=""
             if config.max_frame_age_ms is None
             else str(config.max_frame_age_ms),

@@ -5,7 +5,7 @@
   if (!root) return;
   const camera = root.dataset.camera;
   const $ = (id) => document.getElementById(id);
-  const status = $("live-status");
+  const feed = $("live-feed");  // the results stream; "Live" itself is static/status.js
 
   function show(result) {
     const img = $("live-frame");
@@ -33,8 +33,8 @@
   }
 
   const source = new EventSource(`/api/v1/cameras/${encodeURIComponent(camera)}/live`);
-  source.addEventListener("open", () => { status.textContent = "live"; status.className = "badge ok"; });
-  source.addEventListener("error", () => { status.textContent = "reconnecting…"; status.className = "badge"; });
+  source.addEventListener("open", () => { feed.textContent = "connected"; });
+  source.addEventListener("error", () => { feed.textContent = "reconnecting…"; });
   source.addEventListener("result", (event) => {
     const payload = JSON.parse(event.data);
     if (payload.result) show(payload.result);
@@ -47,7 +47,9 @@
       event.preventDefault();
       const response = await fetch(`/api/v1/cameras/${encodeURIComponent(camera)}/clips`);
       if (!response.ok) return;
-      const clip = (await response.json()).find((c) => String(c.segment) === link.dataset.segment);
+      const clip = (await response.json()).find(
+        (c) => String(c.segment) === link.dataset.segment && c.session_id === link.dataset.session,
+      );
       if (clip && player) { player.src = clip.url; player.play(); }
     });
   });

@@ -13,6 +13,9 @@ from vidpipe.db import performance_reports
 from vidpipe.objectstore import ObjectStore
 from vidpipe.topics import ANNOTATIONS_BUCKET, RENDERS_BUCKET
 
+#: The stream session seeded frames and clips belong to.
+SESSION = "20261201t120000-0a0a"
+
 
 def seed_frame(
     store: ObjectStore,
@@ -21,6 +24,7 @@ def seed_frame(
     seq: int,
     rendered: bool = True,
     image: Any = None,
+    session: str = SESSION,
 ) -> None:
     """What decoder, detector and renderer leave in S3 for one frame: one person detected.
 
@@ -41,12 +45,13 @@ def seed_frame(
     person = Detection(
         box=(width * 0.1, height * 0.05, width * 0.7, height * 0.98), score=0.87, label="person"
     )
-    prefix = f"{client_id}/{camera_id}/{seq}"
+    prefix = f"{client_id}/{camera_id}/{session}/{seq}"
     store.put("frames", f"{prefix}.jpg", bytes(cv2.imencode(".jpg", image)[1]), "image/jpeg")
     doc = {
         "frame_id": prefix,
         "client_id": client_id,
         "camera_id": camera_id,
+        "session_id": session,
         "frame_seq": seq,
         "image": {"bucket": "frames", "key": f"{prefix}.jpg"},
         "width": width,
@@ -70,9 +75,10 @@ def seed_clip(
     segment: int,
     frames: int = 0,
     image: Any = None,
+    session: str = SESSION,
 ) -> None:
     """A clip object; with ``frames`` > 0 a real H.264 MP4 of ``image`` (BGR) panning."""
-    key = f"{client_id}/{camera_id}/clips/{segment:06d}.mp4"
+    key = f"{client_id}/{camera_id}/{session}/clips/{segment:06d}.mp4"
     data = b"\x00\x00\x00\x18ftypmp42"
     if frames:
         import cv2

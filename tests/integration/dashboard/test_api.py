@@ -11,11 +11,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from redis import Redis
 
 from services.dashboard.auth import Role
 from services.dashboard.settings import DashboardSettings
 from tests.integration.dashboard.conftest import Tenant, objects
-from tests.integration.dashboard.seed import seed_clip, seed_frame, seed_report
+from tests.integration.dashboard.seed import SESSION, seed_clip, seed_frame, seed_report
 from tests.unit.fakes import decoded
 from vidpipe.configstore import ConfigStore
 from vidpipe.events import FrameDecoded
@@ -99,6 +100,8 @@ def test_cameras_when_crud_then_persisted_and_own_id_collision_is_409(
         ({"model_version": "1"}, "body", "exactly one of model_alias or model_version"),
         ({"score_threshold": 1.5}, "score_threshold", "less than or equal to 1"),
         ({"classes_of_interest": ["person", "unicorn"]}, "classes_of_interest", "unicorn"),
+        # removed: a camera's fps is what its decoder samples at
+        ({"sampling_fps": 2}, "sampling_fps", "Extra inputs are not permitted"),
     ],
 )
 def test_config_when_invalid_then_422_and_unchanged(
@@ -133,7 +136,6 @@ def test_config_when_changed_then_redis_cache_invalidated(
         "model_version": "1",
         "score_threshold": 0.8,
         "classes_of_interest": ["person", "car"],
-        "sampling_fps": 2,
     }
     saved = tenant.as_(app, Role.operator).put(
         f"/api/v1/clients/{tenant.client_id}/config", json=body
@@ -148,6 +150,27 @@ def test_config_when_changed_then_redis_cache_invalidated(
         "1",
         ("person", "car"),
     )
+
+
+def test_config_when_cache_entry_has_a_removed_field_then_read_from_postgres(
+    tenant_factory: Callable[[], Tenant], dashboard_settings: DashboardSettings
+) -> None:
+    # given a cache entry written before sampling_fps was removed
+    tenant = tenant_factory()
+    store = ConfigStore(dashboard_settings.postgres, dashboard_settings.redis)
+    try:
+        fresh = store.get_client_config(tenant.client_id)
+        assert fresh is not None
+        old_shape = json.loads(fresh.model_dump_json()) | {"sampling_fps": None}
+        redis = Redis.from_url(dashboard_settings.redis.url)
+        redis.set(f"vidpipe:client-config:{tenant.client_id}", json.dumps(old_shape), ex=60)
+        # when the detector reads the config, it gets Postgres's, and the cache is refilled
+        assert store.get_client_config(tenant.client_id) == fresh
+        cached = redis.get(f"vidpipe:client-config:{tenant.client_id}")
+        assert cached is not None and b"sampling_fps" not in cached
+        redis.close()
+    finally:
+        store.close()
 
 
 def test_results_when_frames_stored_then_latest_with_working_presigned_urls(
@@ -210,7 +233,7 @@ def test_live_when_frame_lands_then_sse_result_event(
     with viewer.stream("GET", f"/api/v1/cameras/{tenant.camera_id}/live?limit=1") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in stream.iter_lines() if line]
-    assert "event: result" in lines and "id: 4" in lines
+    assert "event: result" in lines and f"id: {SESSION}/4" in lines
     data = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
     assert data["result"]["frame_seq"] == 4 and data["result"]["render_url"]
 

@@ -28,7 +28,7 @@ from tests.integration.dashboard.conftest import (
     sign_in,
 )
 from tests.integration.dashboard.routes import body_fields, call, operations
-from tests.integration.dashboard.seed import seed_clip, seed_frame, seed_report
+from tests.integration.dashboard.seed import SESSION, seed_clip, seed_frame, seed_report
 from vidpipe.db import accuracy_reports, model_promotions
 from vidpipe.topics import ANNOTATIONS_BUCKET, RENDERS_BUCKET
 
@@ -266,9 +266,9 @@ def test_presign_when_annotation_names_another_tenants_frame_then_not_signed(
     store = objects(app)
     seed_frame(store, b.client_id, b.camera_id, 3)
     seed_frame(store, a.client_id, a.camera_id, 3)
-    key = f"{a.client_id}/{a.camera_id}/3.json"
+    key = f"{a.client_id}/{a.camera_id}/{SESSION}/3.json"
     doc = json.loads(store.get(ANNOTATIONS_BUCKET, key))
-    doc["image"] = {"bucket": "frames", "key": f"{b.client_id}/{b.camera_id}/3.jpg"}
+    doc["image"] = {"bucket": "frames", "key": f"{b.client_id}/{b.camera_id}/{SESSION}/3.jpg"}
     store.put(ANNOTATIONS_BUCKET, key, json.dumps(doc).encode(), "application/json")
     # when A asks for its latest result
     response = a.as_(app, Role.viewer).get(f"/api/v1/cameras/{a.camera_id}/latest")

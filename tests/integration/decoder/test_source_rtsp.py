@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from services.decoder.source import Backoff, Frame, read_frames
 from tests.integration.decoder.conftest import CLIP_FRAMES, RtspServer
+from vidpipe.decoding.source import Backoff, Frame, read_frames
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

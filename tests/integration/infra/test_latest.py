@@ -8,14 +8,14 @@ import uuid
 
 from redis import Redis
 
-from tests.unit.fakes import decoded
+from tests.unit.fakes import SESSION, decoded
 from vidpipe.events import FrameDecoded
 from vidpipe.latest import POINTER_FAILURES, LatestFrames, pointer_key, read_latest
 from vidpipe.settings import RedisSettings, ServiceSettings
 
 
-def frame(camera: str, seq: int, ts: int) -> FrameDecoded:
-    return decoded("acme", camera, seq, ts)
+def frame(camera: str, seq: int, ts: int, session: str = SESSION) -> FrameDecoded:
+    return decoded("acme", camera, seq, ts, session)
 
 
 async def test_advance_when_older_frame_arrives_later_then_pointer_stays(
@@ -29,11 +29,11 @@ async def test_advance_when_older_frame_arrives_later_then_pointer_stays(
         await pointer.advance([frame(camera, 7, 700), frame(other, 1, 100)])
         # a replayed or slow batch with an older capture does not move it back
         await pointer.advance([frame(camera, 9, 650)])
-        assert read_latest(redis, "acme", camera) == 7
-        # a restarted decoder's newer frame moves it, though its seq is lower
-        await pointer.advance([frame(camera, 0, 800)])
-        assert read_latest(redis, "acme", camera) == 0
-        assert read_latest(redis, "acme", other) == 1
+        assert read_latest(redis, "acme", camera) == (SESSION, 7)
+        # a restarted decoder's newer frame (a new session) moves it, though its seq is lower
+        await pointer.advance([frame(camera, 0, 800, "20261201t130000-0b0b")])
+        assert read_latest(redis, "acme", camera) == ("20261201t130000-0b0b", 0)
+        assert read_latest(redis, "acme", other) == (SESSION, 1)
     finally:
         await pointer.aclose()
         redis.delete(pointer_key("acme", camera), pointer_key("acme", other))

@@ -113,7 +113,7 @@ def test_client_configs_when_alias_and_version_both_or_neither_then_rejected(
             (f"{client_id}-cam", client_id, "rtsp://127.0.0.1:8554/x"),
         )
         config = vidpipe_db.execute(
-            "SELECT score_threshold, classes_of_interest, sampling_fps FROM client_configs"
+            "SELECT score_threshold, classes_of_interest, max_frame_age_ms FROM client_configs"
             " WHERE client_id = %s",
             (client_id,),
         ).fetchone()

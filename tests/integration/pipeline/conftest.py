@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from infra.local.processes import ServiceProcess, start_service
-from services.decoder.service import DecoderService
 from vidpipe.bus import make_consumer, make_producer
 from vidpipe.cameras import CameraFields, UrlRules, create_camera
 from vidpipe.configstore import ClientConfig, ConfigStore
+from vidpipe.decoding.publisher import DecoderService
 from vidpipe.events import DetectionsProduced
 from vidpipe.objectstore import ObjectStore
 from vidpipe.settings import CameraSettings, ServiceSettings
@@ -77,13 +77,24 @@ def client_id(stack: None, model_version: str, settings: ServiceSettings) -> Ite
 
 
 async def publish_frames(
-    settings: ServiceSettings, client_id: str, frames: list[np.ndarray], first_seq: int = 0
-) -> None:
-    """What the decoder does, minus the stream: JPEGs to S3, ``FrameDecoded`` to Kafka."""
+    settings: ServiceSettings,
+    client_id: str,
+    frames: list[np.ndarray],
+    first_seq: int = 0,
+    session_id: str | None = None,
+) -> str:
+    """What the decoder does, minus the stream: JPEGs to S3, ``FrameDecoded`` to Kafka, in
+    stream session ``session_id`` (a new one when None: a decoder start); returns it."""
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
-        service = DecoderService(ObjectStore(settings.s3), producer, client_id, f"{client_id}-cam")
+        service = DecoderService(
+            ObjectStore(settings.s3),
+            producer,
+            client_id,
+            f"{client_id}-cam",
+            session_id=session_id,
+        )
         pending = [
             await service.handle_frame(first_seq + i, image, time.time_ns())
             for i, image in enumerate(frames)
@@ -91,6 +102,7 @@ async def publish_frames(
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+    return service.session_id
 
 
 class Services:

@@ -93,7 +93,7 @@ def test_pipeline_when_rtsp_clip_then_each_frame_detected_and_rendered_once(
     # the camera's latest-frame pointer names its newest detected frame
     newest = max(detections_for(settings, camera), key=lambda d: d.capture_ts_ns)
     with Redis.from_url(settings.redis.url) as redis:
-        assert read_latest(redis, client_id, camera) == newest.frame_seq
+        assert read_latest(redis, client_id, camera) == (newest.session_id, newest.frame_seq)
 
 
 def test_pipeline_when_frames_replayed_then_no_duplicate_objects_or_records(
@@ -104,15 +104,15 @@ def test_pipeline_when_frames_replayed_then_no_duplicate_objects_or_records(
     frames = vtest_frames[:20]
     for name in ("metrics-sink", "detector", "renderer"):
         services.start(name)
-    asyncio.run(publish_frames(settings, client_id, frames))
+    session = asyncio.run(publish_frames(settings, client_id, frames))
     metrics = MetricsStore(settings.mongo)
     wait_for(
         lambda: len(metrics.find({"client_id": client_id, "rendered_ts_ns": {"$gt": 0}})) == 20,
         180,
         "20 frames rendered",
     )
-    # when the very same frames are published again (a decoder replay)
-    asyncio.run(publish_frames(settings, client_id, frames))
+    # when the very same frames of the same session are published again (a replay)
+    asyncio.run(publish_frames(settings, client_id, frames, session_id=session))
     wait_for(
         lambda: len(detections_for(settings, camera)) == 40,
         180,
@@ -123,7 +123,7 @@ def test_pipeline_when_frames_replayed_then_no_duplicate_objects_or_records(
     assert object_count(settings, "frames", prefix) == 20
     assert object_count(settings, "annotations", prefix) == 20
     assert object_count(settings, "renders", prefix, ".jpg") == 20
-    assert object_count(settings, "renders", prefix + "clips/", ".mp4") == 1
+    assert object_count(settings, "renders", f"{prefix}{session}/clips/", ".mp4") == 1
     assert len(metrics.find({"client_id": client_id})) == 20
 
 
@@ -144,7 +144,8 @@ def test_detector_when_bad_inputs_then_dead_lettered_and_keeps_going(
     def frame(seq: int, client: str, key: str) -> bytes:
         return encode_event(
             FrameDecoded(
-                client_id=client, camera_id=camera, frame_seq=seq, capture_ts_ns=time.time_ns(),
+                client_id=client, camera_id=camera, session_id="s1", frame_seq=seq,
+                capture_ts_ns=time.time_ns(),
                 decoded_ts_ns=time.time_ns(), width=768, height=576,
                 image=ObjectRef(bucket="frames", key=key),
             )
@@ -227,7 +228,7 @@ def test_detector_when_killed_mid_stream_then_restart_loses_no_frame(
     # (a budget as long as the test: at-least-once, not liveness, is what is checked here)
     patient = {"VIDPIPE_MAX_FRAME_AGE_MS": "600000"}
     first = services.start("detector", VIDPIPE_BATCH_SIZE="4", **patient)
-    asyncio.run(publish_frames(settings, client_id, frames))
+    session = asyncio.run(publish_frames(settings, client_id, frames))
     wait_for(lambda: object_count(settings, "annotations", prefix) >= 8, 120, "first frames")
     # when it is killed with SIGKILL mid-stream and started again
     first.kill()
@@ -242,7 +243,7 @@ def test_detector_when_killed_mid_stream_then_restart_loses_no_frame(
     )
     store = ObjectStore(settings.s3)
     docs = [
-        json.loads(store.get("annotations", f"{prefix}{client_id}-cam/{seq}.json"))
+        json.loads(store.get("annotations", f"{prefix}{client_id}-cam/{session}/{seq}.json"))
         for seq in (0, len(frames) - 1)
     ]
     assert all(d["detections"] for d in docs)

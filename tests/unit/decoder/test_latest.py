@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from services.decoder.latest import LatestFrames
+from vidpipe.decoding.handoff import LatestFrames
 
 
 async def test_latest_frames_when_consumer_is_slow_then_oldest_dropped_and_counted() -> None:

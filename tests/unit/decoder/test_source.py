@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.decoder.source import Backoff, Frame, SourceOpenError, mask_url, read_frames
+from vidpipe.decoding.source import Backoff, Frame, SourceOpenError, mask_url, read_frames
 
 FRAMES = 20
 FPS = 10.0
@@ -241,7 +241,7 @@ def test_read_frames_when_live_source_down_then_reconnects_with_growing_delays_a
             stop.set()
 
     # when
-    with caplog.at_level(logging.WARNING, logger="services.decoder.source"):
+    with caplog.at_level(logging.WARNING, logger="vidpipe.decoding.source"):
         frames = list(
             read_frames(
                 url,

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from services.detector.service import DetectorService
-from tests.unit.fakes import FakeProducer, FakeStore, record
+from tests.unit.fakes import SESSION, FakeProducer, FakeStore, record
+from vidpipe import keys
 from vidpipe.bus import DeadLetterPublisher
 from vidpipe.configstore import ClientConfig
 from vidpipe.events import (
@@ -57,7 +58,7 @@ class FakeConfigs:
     def __init__(self, configs: dict[str, ClientConfig]) -> None:
         self.configs = configs
 
-    def get_client_config(self, client_id: str) -> ClientConfig | None:
+    async def read_client_config(self, client_id: str) -> ClientConfig | None:
         return self.configs.get(client_id)
 
 
@@ -73,13 +74,16 @@ class FakeModels:
         self.available = available
         self.module = module or FixedBoxes()
 
-    def resolve(self, selector: ModelSelector) -> ModelRef:
+        self.held = 0
+
+    async def acquire(self, selector: ModelSelector) -> LoadedModel:
         if not self.available:
             raise ModelUnavailable(f"{selector.uri}: no such alias")
-        return MODEL
+        self.held += 1
+        return LoadedModel(ref=MODEL, module=self.module, labels=tuple(FixedBoxes.labels))
 
-    def get(self, ref: ModelRef) -> LoadedModel:
-        return LoadedModel(ref=ref, module=self.module, labels=tuple(FixedBoxes.labels))
+    def release(self, model: LoadedModel) -> None:
+        self.held -= 1
 
 
 def jpeg(width: int = 64, height: int = 48) -> bytes:
@@ -94,12 +98,13 @@ def frame_event(
     return FrameDecoded(
         client_id=client_id,
         camera_id="cam-1",
+        session_id=SESSION,
         frame_seq=seq,
         capture_ts_ns=capture_ts_ns or now,
         decoded_ts_ns=now,
         width=64,
         height=48,
-        image=ObjectRef(bucket="frames", key=f"{client_id}/cam-1/{seq}.jpg"),
+        image=ObjectRef(bucket="frames", key=f"{client_id}/cam-1/{SESSION}/{seq}.jpg"),
     )
 
 
@@ -273,8 +278,8 @@ class SlowModel(torch.nn.Module):
 
 
 class SlowModels(FakeModels):
-    def get(self, ref: ModelRef) -> LoadedModel:
-        return LoadedModel(ref=ref, module=SlowModel(0.3), labels=tuple(FixedBoxes.labels))
+    def __init__(self) -> None:
+        super().__init__(module=SlowModel(0.3))
 
 
 async def test_handle_batch_when_frames_age_during_earlier_chunks_then_later_ones_dropped() -> None:
@@ -363,7 +368,7 @@ class RecordingPointer:
 
     async def advance(self, frames: Iterable[FrameDecoded]) -> None:
         for f in frames:
-            stored = ("annotations", f"{f.client_id}/{f.camera_id}/{f.frame_seq}.json")
+            stored = ("annotations", keys.annotation(f).key)
             self.advanced.append((f.frame_seq, stored in self.store.objects))
 
 

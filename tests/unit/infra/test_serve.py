@@ -16,6 +16,7 @@ from services.dashboard.settings import DashboardSettings
 from services.detector.settings import DetectorSettings
 from services.metrics_sink.settings import MetricsSinkSettings
 from services.renderer.settings import RendererSettings
+from services.status_sink.settings import StatusSinkSettings
 from services.trainer.settings import TrainerSettings
 
 
@@ -72,6 +73,7 @@ def test_plan_when_defaults_then_ports_are_the_services_own() -> None:
     assert ports["detector-1"] == DetectorSettings.model_fields["metrics_port"].default
     assert ports["renderer"] == RendererSettings.model_fields["metrics_port"].default
     assert ports["metrics-sink"] == MetricsSinkSettings.model_fields["metrics_port"].default
+    assert ports["status-sink"] == StatusSinkSettings.model_fields["metrics_port"].default
     assert ports["trainer"] == TrainerSettings.model_fields["metrics_port"].default
     assert ports["dashboard"] == DashboardSettings.model_fields["port"].default
     assert ports["reports"] is None

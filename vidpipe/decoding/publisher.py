@@ -1,7 +1,8 @@
 """The decoder's unit of work: one decoded frame -> JPEG in S3 -> ``FrameDecoded`` event.
 
-Object keys follow :mod:`vidpipe.keys` (derived from the frame's identity), so a replay of
-the same stream overwrites rather than duplicates.
+Object keys follow :mod:`vidpipe.keys` (derived from the frame's identity: camera, stream
+session, seq), so a replay of the same session overwrites rather than duplicates, and each
+decoder start opens a new session (:mod:`vidpipe.sessions`) that overwrites nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client import Counter
 
 from vidpipe import keys
 from vidpipe.events import FrameDecoded, FrameMetrics, FrameRef, encode_event
+from vidpipe.sessions import new_session_id
 from vidpipe.topics import FRAMES_DECODED, METRICS
 
 FRAMES_DECODED_TOTAL = Counter("vidpipe_decoder_frames_total", "Frames stored and published")
@@ -46,12 +48,15 @@ class DecoderService:
         client_id: str,
         camera_id: str,
         jpeg_quality: int = 90,
+        session_id: str | None = None,
     ) -> None:
+        """``session_id``: the stream session the frames belong to; None opens a new one."""
         self._store = store
         self._producer = producer
         self._client_id = client_id
         self._camera_id = camera_id
         self._quality = jpeg_quality
+        self.session_id = session_id or new_session_id()
 
     async def handle_frame(
         self, frame_seq: int, image: np.ndarray, capture_ts_ns: int
@@ -62,13 +67,19 @@ class DecoderService:
         """
         data = await asyncio.to_thread(encode_jpeg, image, self._quality)
         ref = keys.frame_image(
-            FrameRef(client_id=self._client_id, camera_id=self._camera_id, frame_seq=frame_seq)
+            FrameRef(
+                client_id=self._client_id,
+                camera_id=self._camera_id,
+                session_id=self.session_id,
+                frame_seq=frame_seq,
+            )
         )
         await self._store.aput(ref.bucket, ref.key, data, "image/jpeg")
         height, width = image.shape[:2]
         event = FrameDecoded(
             client_id=self._client_id,
             camera_id=self._camera_id,
+            session_id=self.session_id,
             frame_seq=frame_seq,
             capture_ts_ns=capture_ts_ns,
             decoded_ts_ns=time.time_ns(),
@@ -87,6 +98,7 @@ class DecoderService:
         metrics = FrameMetrics(
             client_id=self._client_id,
             camera_id=self._camera_id,
+            session_id=self.session_id,
             frame_seq=frame_seq,
             stage="decoder",
             capture_ts_ns=capture_ts_ns,

@@ -1,7 +1,7 @@
 """One camera's stream, decoded and published until its end or a stop: the decoder's loop.
 
 A reader thread pulls frames from OpenCV/FFmpeg (blocking calls) and hands them to the event
-loop through :class:`~services.decoder.latest.LatestFrames`. For a live source the newest
+loop through :class:`~vidpipe.decoding.handoff.LatestFrames`. For a live source the newest
 frame wins: the reader never waits, so frames are grabbed (and timestamped) as the camera
 sends them, and a slow store or broker shows up as skipped frames, counted, instead of
 growing frame age. A file is read as fast as it is published, losslessly. The loop
@@ -22,9 +22,9 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from services.decoder.latest import LatestFrames
-from services.decoder.service import DecoderService
-from services.decoder.source import Backoff, Frame, is_live, read_frames
+from vidpipe.decoding.handoff import LatestFrames
+from vidpipe.decoding.publisher import DecoderService
+from vidpipe.decoding.source import Backoff, Frame, is_live, read_frames
 from vidpipe.urls import mask_url
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class StreamDecoder:
         set; returns the frames published. Every send is acknowledged before it returns.
 
         Raises:
-            services.decoder.source.SourceOpenError: the source cannot be opened.
+            vidpipe.decoding.source.SourceOpenError: the source cannot be opened.
         """
         loop = asyncio.get_running_loop()
         skipped: list[Frame] = []
