@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system venv up down status demo test lint unit integration bench clean
+.PHONY: setup system venv up down status demo test lint unit integration faults bench clean
 
 ## System packages (apt): PostgreSQL/Redis if absent, JDBC driver, npm, GStreamer RTSP, Chromium.
 system:
@@ -54,6 +54,10 @@ integration: up
 ## Lint, then unit and integration tests against the real local services.
 test: up lint
 	$(BIN)/pytest
+
+## Fault-injection scenarios with full counts; prints a JSON line of figures per scenario.
+faults: up
+	VIDPIPE_FAULTS_FULL=1 $(BIN)/pytest -m faults -s -p no:warnings tests/faults
 
 bench: up
 	$(BIN)/python benchmarks/pipeline.py

@@ -5,11 +5,22 @@ has returned, i.e. after the effects of every message up to that offset are dura
 are keyed by frame, so a redelivered message overwrites instead of duplicating. Idempotent
 and transactional producers are deliberately not used (the local broker does not support
 aiokafka's InitProducerId request); ``acks="all"`` is.
+
+Rebalances (a replica joining, leaving or restarting) are part of normal operation. A
+consumer may keep polling with every assigned partition paused while a batch is handled
+(``keepalive_ms``), so it stays in its group however long the batch takes and fetches
+nothing new; afterwards the partitions it paused are resumed (those still assigned).
+Offsets of partitions revoked during a batch are not committed, and a commit refused
+because the group rebalanced meanwhile is logged and counted, not raised: the batch's
+effects are idempotent and the partitions' new owner replays from the last committed
+offset.
+Dead letters are at-least-once too (see :class:`DeadLetterPublisher`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,6 +29,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 from aiokafka.helpers import create_ssl_context
 from prometheus_client import Counter
 
@@ -34,6 +46,16 @@ DEAD_LETTERS = Counter(
     "Messages sent to a dead-letter topic",
     ["service", "source_topic", "error_type"],
 )
+
+
+COMMITS_REFUSED = Counter(
+    "vidpipe_commits_refused_total",
+    "Offset commits refused after a rebalance (the partitions' new owner replays the batch)",
+    ["service", "reason"],
+)
+
+#: What a commit raises when the group rebalanced under the batch.
+REBALANCE_ERRORS = (CommitFailedError, IllegalStateError, RebalanceInProgressError)
 
 
 class TopicError(RuntimeError):
@@ -140,7 +162,14 @@ class Rejected:
 
 
 class DeadLetterPublisher:
-    """Sends rejected messages to ``<topic>.dlq`` with their reason and original payload."""
+    """Sends rejected messages to ``<topic>.dlq`` with their reason and original payload.
+
+    At-least-once, like everything else: dead letters are acknowledged before the source
+    offset is committed (never lost), so a batch replayed after a crash or a refused commit
+    publishes its dead letters again. A dead letter's :attr:`~vidpipe.events.DeadLetter.source_id`
+    (source topic/partition/offset) names the message it is about; readers count distinct
+    source ids (as the demo's watcher does), not letters.
+    """
 
     def __init__(self, producer: AIOKafkaProducer, service: str) -> None:
         self._producer = producer
@@ -190,14 +219,24 @@ async def consume_batches(
     max_records: int,
     timeout_ms: int,
     on_idle: IdleHandler | None = None,
+    service: str = "consumer",
+    keepalive_ms: int | None = None,
 ) -> None:
     """Poll up to ``max_records`` messages (waiting at most ``timeout_ms``), hand them to
     ``handle`` as one batch across partitions, then commit each partition's next offset.
 
-    ``handle`` must only return once the batch's effects are durable; if it raises, nothing
-    is committed and the exception propagates (the process restarts and the batch is
-    redelivered). A poll that returns nothing calls ``on_idle`` (when given). Returns when
-    ``stop`` is set.
+    With ``keepalive_ms``, the consumer keeps polling that often with its partitions paused
+    while ``handle`` runs (:func:`handle_paused`), so a long batch does not cost it its
+    group membership; without it (the runner's default: its
+    :class:`~vidpipe.retries.RetryingHandler` polls paused itself while it backs off, and
+    one poller at a time is the rule) ``handle`` is awaited directly.
+
+    ``handle`` must only return once the batch's effects are durable; if it raises,
+    nothing is committed and the exception propagates (the process restarts and the batch
+    is redelivered). Offsets of partitions revoked meanwhile are not committed,
+    and a commit the group refuses (:data:`REBALANCE_ERRORS`) is logged and counted in
+    ``vidpipe_commits_refused_total{service}``: the partitions' new owner replays. A poll
+    that returns nothing calls ``on_idle`` (when given). Returns when ``stop`` is set.
     """
     while not stop.is_set():
         polled = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -206,13 +245,83 @@ async def consume_batches(
             if on_idle is not None and not stop.is_set():
                 await on_idle()
             continue
-        await handle(records)
+        if keepalive_ms is None:
+            await handle(records)
+        else:
+            await handle_paused(consumer, handle(records), keepalive_ms)
         offsets = {
             TopicPartition(tp.topic, tp.partition): batch[-1].offset + 1
             for tp, batch in polled.items()
             if batch
         }
-        await consumer.commit(offsets)
+        await commit_unless_revoked(consumer, offsets, service)
+
+
+async def handle_paused(
+    consumer: AIOKafkaConsumer, work: Awaitable[None], keepalive_ms: int = 500
+) -> None:
+    """Await ``work`` while the consumer polls every ``keepalive_ms`` with every assigned
+    partition paused (partitions assigned by a rebalance meanwhile are paused too; a
+    record one of them yields before it is paused is put back with a seek, so it is
+    fetched again later). Afterwards the partitions paused here are resumed, except those
+    no longer assigned (resuming those raises) and those paused before (someone else's).
+
+    Raises what ``work`` raises.
+    """
+    task = asyncio.ensure_future(work)
+    already = set(consumer.paused())
+    paused_here: set[TopicPartition] = set()
+    try:
+        while not task.done():
+            fresh = consumer.assignment() - already - paused_here
+            consumer.pause(*fresh)
+            paused_here |= fresh
+            done, _ = await asyncio.wait({task}, timeout=keepalive_ms / 1000)
+            if done:
+                break
+            polled = await consumer.getmany(timeout_ms=0)
+            for tp, batch in polled.items():
+                if batch:  # assigned after the pause above: read again after the batch
+                    consumer.seek(tp, batch[0].offset)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        consumer.resume(*(paused_here & consumer.assignment()))
+    task.result()
+
+
+async def commit_unless_revoked(
+    consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], service: str
+) -> bool:
+    """Commit ``offsets`` of the partitions still assigned; whether all were committed.
+    Partitions revoked during the batch, and a commit the group refuses because it
+    rebalanced (:data:`REBALANCE_ERRORS`), are logged and counted, not raised."""
+    assigned = consumer.assignment()
+    kept = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+    if len(kept) < len(offsets):
+        revoked = sorted(f"{tp.topic}/{tp.partition}" for tp in offsets.keys() - kept.keys())
+        log.warning(
+            "not committing revoked partitions %s: their new owner replays the batch",
+            ", ".join(revoked),
+            extra={"service": service},
+        )
+        COMMITS_REFUSED.labels(service, "revoked").inc()
+    if not kept:
+        return False
+    try:
+        await consumer.commit(kept)
+    except REBALANCE_ERRORS as exc:
+        log.warning(
+            "commit refused after a rebalance (%s: %s): the partitions' new owner replays",
+            type(exc).__name__,
+            exc,
+            extra={"service": service},
+        )
+        COMMITS_REFUSED.labels(service, type(exc).__name__).inc()
+        return False
+    return len(kept) == len(offsets)
 
 
 async def announce_job(settings: KafkaSettings, job_id: int, timeout_s: float = 5.0) -> bool:

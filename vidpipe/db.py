@@ -232,6 +232,10 @@ training_jobs = sa.Table(
     # claims of the job; a job whose trainer died is re-queued until this reaches its limit
     sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    # fencing: the trainer holding the claim and the claim's token (incremented on every
+    # claim and recovery); a trainer's writes succeed only while both still match
+    sa.Column("trainer_id", sa.Text(), nullable=True),
+    sa.Column("fence_token", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
     # what a succeeded job registered
     sa.Column("model_name", sa.Text(), nullable=True),
     sa.Column("model_version", sa.Text(), nullable=True),

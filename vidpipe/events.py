@@ -275,6 +275,12 @@ class DeadLetter(_Frozen):
     failed_ts_ns: int
     payload: str
 
+    @property
+    def source_id(self) -> str:
+        """``<source topic>/<partition>/<offset>``: the message this letter is about. A
+        replayed batch dead-letters its messages again; count distinct source ids."""
+        return f"{self.source_topic}/{self.partition}/{self.offset}"
+
 
 E = TypeVar("E", bound=BaseModel)
 

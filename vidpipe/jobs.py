@@ -8,10 +8,16 @@ only wakes a trainer early. State machine::
        +--- recover -----+   (trainer died: heartbeat stale; failed after max_attempts)
     queued | running --cancel--> cancelled
 
-``claim`` is a conditional UPDATE, so of several trainers exactly one takes a job. A running
-job's ``heartbeat_at`` is refreshed by its trainer; :meth:`JobStore.recover_orphans`
-re-queues jobs whose heartbeat is older than ``stale_after_s``. A job cancelled while it
-runs is noticed at the trainer's next heartbeat.
+``claim`` is a conditional UPDATE, so of several trainers exactly one takes a job. A claim
+is *fenced*: it records the trainer's id and a new ``fence_token`` (incremented on every
+claim and every recovery), and everything the trainer later writes (heartbeat, succeed,
+fail, cancel acknowledgement, re-queue) is an UPDATE conditional on (job id, trainer id,
+token) that reports whether it won. A trainer that stalled past ``stale_after_s`` (GC
+pause, SIGSTOP, a frozen VM) therefore finds every write refused once the job was
+recovered or re-claimed, stops, and registers nothing. A running job's ``heartbeat_at`` is
+refreshed by its trainer; :meth:`JobStore.recover_orphans` re-queues jobs whose heartbeat
+is older than ``stale_after_s``. A job cancelled while it runs is noticed at the trainer's
+next heartbeat, which the trainer acknowledges (:meth:`JobStore.acknowledge_cancel`).
 
 :func:`submit_job` and :func:`cancel_job` are the one implementation of the submission and
 cancellation rules; the CLI, the API and the dashboard pages all call them. Submissions are
@@ -116,8 +122,20 @@ class JobSpec(BaseModel):
         return None if value is None else parse_model_ref(value).uri
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A trainer's hold on a job: every write the trainer makes is conditional on
+    ``job_id``, ``trainer_id`` and ``token`` (the ``fence_token`` its claim received)."""
+
+    job_id: int
+    trainer_id: str
+    token: int
+
+
 class TrainingJob(BaseModel):
-    """One row of ``training_jobs`` (fields as in :class:`JobSpec`, plus its life)."""
+    """One row of ``training_jobs`` (fields as in :class:`JobSpec`, plus its life).
+
+    ``trainer_id``/``fence_token``: who claimed it last and that claim's token."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", protected_namespaces=())
 
@@ -143,6 +161,24 @@ class TrainingJob(BaseModel):
     model_name: str | None = None
     model_version: str | None = None
     mlflow_run_id: str | None = None
+    trainer_id: str | None = None
+    fence_token: int = 0
+
+    @property
+    def claim(self) -> Claim:
+        """The claim this row records.
+
+        Raises:
+            ValueError: the job was never claimed (or its claim was released)."""
+        if self.trainer_id is None:
+            raise ValueError(f"training job {self.job_id} is not claimed")
+        return Claim(self.job_id, self.trainer_id, self.fence_token)
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<job_id>@<created_at>``: names this job's registered model version (unique
+        even if a database reset reuses job ids)."""
+        return f"{self.job_id}@{self.created_at.isoformat()}"
 
 
 class JobRejected(ValueError):
@@ -275,8 +311,9 @@ class JobStore:
         with self._engine.connect() as conn:
             return [TrainingJob.model_validate(r._mapping) for r in conn.execute(query)]
 
-    def claim(self, job_id: int) -> TrainingJob | None:
-        """queued -> running; ``None`` if another trainer took it or it is not queued."""
+    def claim(self, job_id: int, trainer_id: str) -> TrainingJob | None:
+        """queued -> running, owned by ``trainer_id`` with a new fence token (the row's
+        :attr:`TrainingJob.claim`); ``None`` if another trainer took it or it is not queued."""
         t = training_jobs
         return self._one(
             sa.update(t)
@@ -288,45 +325,70 @@ class JobStore:
                 updated_at=sa.func.now(),
                 attempts=t.c.attempts + 1,
                 reason=None,
+                trainer_id=trainer_id,
+                fence_token=t.c.fence_token + 1,
             )
             .returning(t)
         )
 
-    def heartbeat(self, job_id: int) -> bool:
-        """Refresh a running job's heartbeat; ``False`` when it is no longer ``running``
-        (cancelled, or recovered as an orphan): its trainer should stop working on it."""
+    def _fenced(self, claim: Claim, current: JobState, action: str, **values: Any) -> bool:
+        """UPDATE the job to ``values`` if ``claim`` still holds it and it is ``current``;
+        whether it won. A refusal is logged (the caller stops working on the job)."""
         t = training_jobs
         with self._engine.begin() as conn:
             row = conn.execute(
                 sa.update(t)
-                .where(t.c.job_id == job_id, t.c.state == "running")
-                .values(heartbeat_at=sa.func.now())
+                .where(
+                    t.c.job_id == claim.job_id,
+                    t.c.trainer_id == claim.trainer_id,
+                    t.c.fence_token == claim.token,
+                    t.c.state == current,
+                )
+                .values(**values)
                 .returning(t.c.job_id)
             ).one_or_none()
+        if row is None:
+            log.warning(
+                "training job %s refused: the claim is no longer held",
+                action,
+                extra={"job_id": claim.job_id, "trainer_id": claim.trainer_id,
+                       "fence_token": claim.token},
+            )  # fmt: skip
         return row is not None
 
-    def succeed(self, job_id: int, model_name: str, model_version: str, run_id: str) -> None:
-        self._finish(
-            job_id, "succeeded", model_name=model_name, model_version=model_version,
+    def heartbeat(self, claim: Claim) -> bool:
+        """Refresh the heartbeat of a running job ``claim`` holds; ``False`` when it no
+        longer does (cancelled, recovered as an orphan, re-claimed): its trainer must stop
+        working on it and register nothing. Also the trainer's fence check before it
+        registers a model and before it moves an alias."""
+        return self._fenced(claim, "running", "heartbeat", heartbeat_at=sa.func.now())
+
+    def succeed(self, claim: Claim, model_name: str, model_version: str, run_id: str) -> bool:
+        """running -> succeeded with what it registered; ``False`` (nothing changes) when
+        ``claim`` no longer holds the job."""
+        return self._finish(
+            claim, "succeeded", model_name=model_name, model_version=model_version,
             mlflow_run_id=run_id,
         )  # fmt: skip
 
-    def fail(self, job_id: int, reason: str) -> None:
-        self._finish(job_id, "failed", reason=reason[:2000])
+    def fail(self, claim: Claim, reason: str) -> bool:
+        """running -> failed with ``reason`` (cut to 2,000 characters); ``False`` when
+        ``claim`` no longer holds the job."""
+        return self._finish(claim, "failed", reason=reason[:2000])
 
-    def _finish(self, job_id: int, state: JobState, **values: Any) -> None:
-        t = training_jobs
-        with self._engine.begin() as conn:
-            conn.execute(
-                sa.update(t)
-                .where(t.c.job_id == job_id, t.c.state == "running")
-                .values(state=state, finished_at=sa.func.now(), updated_at=sa.func.now(), **values)
-            )
-        log.info("training job %s", state, extra={"job_id": job_id, **values})
+    def _finish(self, claim: Claim, state: JobState, **values: Any) -> bool:
+        won = self._fenced(
+            claim, "running", state, state=state, finished_at=sa.func.now(),
+            updated_at=sa.func.now(), **values,
+        )  # fmt: skip
+        if won:
+            log.info("training job %s", state, extra={"job_id": claim.job_id, **values})
+        return won
 
     def cancel(self, job_id: int, reason: str, client_id: str | None = None) -> TrainingJob | None:
         """queued/running -> cancelled; ``None`` when the job is unknown (or not
-        ``client_id``'s) or already final."""
+        ``client_id``'s) or already final. A running job's trainer notices at its next
+        heartbeat and acknowledges (:meth:`acknowledge_cancel`)."""
         t = training_jobs
         query = sa.update(t).where(t.c.job_id == job_id, t.c.state.in_(("queued", "running")))
         if client_id is not None:
@@ -340,20 +402,27 @@ class JobStore:
             ).returning(t)
         )
 
-    def requeue(self, job_id: int) -> None:
-        """running -> queued without counting the attempt (the trainer is shutting down)."""
+    def acknowledge_cancel(self, claim: Claim) -> bool:
+        """The trainer holding ``claim`` stopped working on its cancelled job: the claim is
+        released (``trainer_id`` cleared). ``False`` when the job is not cancelled or
+        ``claim`` no longer holds it."""
+        return self._fenced(
+            claim, "cancelled", "cancel acknowledgement", trainer_id=None,
+            updated_at=sa.func.now(),
+        )  # fmt: skip
+
+    def requeue(self, claim: Claim) -> bool:
+        """running -> queued without counting the attempt (the trainer is shutting down);
+        ``False`` when ``claim`` no longer holds the job (a stopping trainer never re-queues
+        a job another trainer now runs)."""
         t = training_jobs
-        with self._engine.begin() as conn:
-            conn.execute(
-                sa.update(t)
-                .where(t.c.job_id == job_id, t.c.state == "running")
-                .values(
-                    state="queued",
-                    updated_at=sa.func.now(),
-                    attempts=sa.func.greatest(t.c.attempts - 1, 0),
-                )
-            )
-        log.info("training job re-queued (trainer stopping)", extra={"job_id": job_id})
+        won = self._fenced(
+            claim, "running", "re-queue", state="queued", trainer_id=None,
+            updated_at=sa.func.now(), attempts=sa.func.greatest(t.c.attempts - 1, 0),
+        )  # fmt: skip
+        if won:
+            log.info("training job re-queued (trainer stopping)", extra={"job_id": claim.job_id})
+        return won
 
     def next_queued(self) -> int | None:
         """The oldest queued job's id (lost Kafka events and dashboard submissions)."""
@@ -369,7 +438,9 @@ class JobStore:
 
     def recover_orphans(self, stale_after_s: float, max_attempts: int) -> list[TrainingJob]:
         """Re-queue (or fail, see :func:`after_crash`) running jobs whose heartbeat is older
-        than ``stale_after_s`` seconds; returns them in their new state."""
+        than ``stale_after_s`` seconds; returns them in their new state. Each recovered
+        job's claim is released and its fence token incremented, so its old trainer, if it
+        was only stalled, finds every later write refused."""
         t = training_jobs
         last_sign = sa.func.coalesce(t.c.heartbeat_at, t.c.started_at, t.c.updated_at)
         stale = last_sign < sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, stale_after_s)
@@ -390,6 +461,8 @@ class JobStore:
                         reason=reason,
                         updated_at=sa.func.now(),
                         finished_at=sa.func.now() if state == "failed" else None,
+                        trainer_id=None,
+                        fence_token=t.c.fence_token + 1,
                     )
                     .returning(t)
                 ).one()

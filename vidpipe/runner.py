@@ -139,6 +139,7 @@ async def consume(
                 max_records=spec.max_records,
                 timeout_ms=spec.poll_timeout_ms,
                 on_idle=wired.on_idle,
+                service=spec.service,
             )
         except Interrupted:
             log.info("%s stopped during a retry; that batch is left uncommitted", spec.service)

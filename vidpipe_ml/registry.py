@@ -52,6 +52,8 @@ DEFAULT_EXPERIMENT = "model-imports"
 #: with another value) was registered by an older layout and cannot be unpickled.
 FORMAT_TAG = "vidpipe.format"
 FORMAT = "vidpipe_ml/1"
+#: Version tag naming the training job that registered it (its idempotency key).
+JOB_TAG = "training_job"
 # skimage.data.astronaut() (512x512): the astronaut spans x 20..360, y 15..512 px (measured by
 # eye on the image: hair top, left shoulder edge, right sleeve edge, bottom border).
 ASTRONAUT_BOX = (20.0, 15.0, 360.0, 512.0)
@@ -147,7 +149,7 @@ def log_registered_model(
     module: torch.nn.Module,
     name: str,
     labels: Sequence[str],
-    alias: str,
+    alias: str | None,
     tracking_uri: str,
     *,
     owner: str | None,
@@ -155,8 +157,10 @@ def log_registered_model(
     description: str | None = None,
 ) -> str:
     """Inside an active MLflow run: log ``module`` (pickled), register it as a new version of
-    ``name`` owned by client ``owner`` (``None``: a shared model), tag it (``labels`` JSON,
-    :data:`FORMAT_TAG`, ``tags``), and point ``alias`` at it. Returns the new version.
+    ``name`` owned by client ``owner`` (``None``: a shared model), tagged (``labels`` JSON,
+    :data:`FORMAT_TAG`, ``tags``) in the same call that creates it (so a version is never
+    seen without its tags), and point ``alias`` at it (``None``: no alias). Returns the
+    new version.
 
     Raises:
         ModelOwnershipError: ``name`` is another owner's model (nothing is registered).
@@ -168,20 +172,48 @@ def log_registered_model(
         module,
         name="model",
         serialization_format="pickle",
-        registered_model_name=name,
         pip_requirements=[
             f"torch=={torch.__version__.split('+')[0]}",
             f"torchvision=={torchvision.__version__.split('+')[0]}",
         ],
     )
-    version = str(info.registered_model_version)
     all_tags = {"labels": json.dumps(list(labels)), FORMAT_TAG: FORMAT, **(tags or {})}
-    for key, value in all_tags.items():
-        client.set_model_version_tag(name, version, key, value)
+    registered = mlflow.register_model(info.model_uri, name, tags=all_tags)
+    version = str(registered.version)
     if description:
         client.update_model_version(name, version, description=description)
-    client.set_registered_model_alias(name, alias, version)
+    if alias is not None:
+        client.set_registered_model_alias(name, alias, version)
     return version
+
+
+def job_versions(client: MlflowClient, name: str, key: str) -> list[str]:
+    """Versions of ``name`` tagged :data:`JOB_TAG` = ``key`` (a training job's
+    idempotency key), oldest first; ``[]`` when the model or such a version does not exist.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the registry fails.
+    """
+    found = client.search_model_versions(f"name = '{name}' and tags.{JOB_TAG} = '{key}'")
+    return sorted((str(v.version) for v in found), key=int)
+
+
+def settle_job_version(client: MlflowClient, name: str, key: str, version: str) -> str:
+    """The one version job ``key`` keeps: the oldest tagged with it. ``version`` (just
+    registered by the caller) is deleted when an older one exists (a retry, or a trainer
+    that lost its claim while registering, made it first); returns the kept version.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the registry fails.
+    """
+    kept = next(iter(job_versions(client, name, key)), version)
+    if int(kept) < int(version):
+        client.delete_model_version(name, version)
+        logger.warning(
+            "duplicate version %s of %s deleted: job %s already registered %s",
+            version, name, key, kept,
+        )  # fmt: skip
+    return kept
 
 
 def import_centernet(

@@ -148,6 +148,7 @@ async def serve_requests(
                 context.stop,
                 max_records=settings.requests_max_records,
                 timeout_ms=200,
+                service="detector-requests",
             )
         except Interrupted:
             log.info("requests consumer stopped during a retry; that batch is left uncommitted")

@@ -2,9 +2,17 @@
 
 Failures end the job ``failed`` with a readable reason (missing dataset, bad architecture,
 NaN loss, ...); a trainer killed mid-job leaves it ``running`` with a stale heartbeat, which
-:meth:`vidpipe.jobs.JobStore.recover_orphans` repairs at the next start. A job
-cancelled while it runs stops within one optimizer step of the next heartbeat and registers
-nothing.
+:meth:`vidpipe.jobs.JobStore.recover_orphans` repairs. A job cancelled while it runs stops
+within one optimizer step of the next heartbeat and registers nothing.
+
+Every write goes through the trainer's fenced claim (:class:`vidpipe.jobs.Claim`): a
+trainer that stalled until its job was recovered and re-claimed finds its heartbeat
+refused, stops, and neither registers nor moves an alias; its finish is refused too.
+Registration is idempotent per job: the version is tagged with the job's idempotency key
+when it is created, a retry (a trainer killed after registering, before ``succeeded``)
+reuses that version instead of training again, and of two versions made by a race the
+newer is deleted (:func:`vidpipe_ml.registry.settle_job_version`). Only a trainer that
+still holds its claim after registering moves ``candidate``.
 """
 
 from __future__ import annotations
@@ -24,12 +32,17 @@ from services.trainer.data import CocoDetection, make_loader
 from services.trainer.engine import evaluate, train_one_epoch
 from services.trainer.settings import TrainerSettings
 from vidpipe.datasets import load_dataset
-from vidpipe.jobs import TrainingJob
+from vidpipe.jobs import Claim, TrainingJob
 from vidpipe.modelref import model_usable_by, parse_model_ref
 from vidpipe.objectstore import ObjectStore
 from vidpipe_ml.backends import Splittable
 from vidpipe_ml.optimize import optimize_version
-from vidpipe_ml.registry import log_registered_model
+from vidpipe_ml.registry import (
+    JOB_TAG,
+    job_versions,
+    log_registered_model,
+    settle_job_version,
+)
 from vidpipe_ml.torchvision_models import ContractDetector, build_model, warm_start
 
 log = logging.getLogger(__name__)
@@ -39,15 +52,17 @@ class JobQueue(Protocol):
     """The job operations the trainer needs (:class:`vidpipe.jobs.JobStore`; a fake in unit
     tests)."""
 
-    def claim(self, job_id: int) -> TrainingJob | None: ...
+    def claim(self, job_id: int, trainer_id: str) -> TrainingJob | None: ...
 
-    def heartbeat(self, job_id: int) -> bool: ...
+    def heartbeat(self, claim: Claim) -> bool: ...
 
-    def succeed(self, job_id: int, model_name: str, model_version: str, run_id: str) -> None: ...
+    def succeed(self, claim: Claim, model_name: str, model_version: str, run_id: str) -> bool: ...
 
-    def fail(self, job_id: int, reason: str) -> None: ...
+    def fail(self, claim: Claim, reason: str) -> bool: ...
 
-    def requeue(self, job_id: int) -> None: ...
+    def acknowledge_cancel(self, claim: Claim) -> bool: ...
+
+    def requeue(self, claim: Claim) -> bool: ...
 
 
 class JobInterrupted(RuntimeError):
@@ -55,7 +70,8 @@ class JobInterrupted(RuntimeError):
 
 
 class JobCancelled(RuntimeError):
-    """The job stopped being ``running`` under the trainer (cancelled); its state stays."""
+    """The trainer no longer holds the job (cancelled, or recovered and re-claimed after a
+    stall); its state stays as whoever changed it left it."""
 
 
 @dataclass(frozen=True)
@@ -67,24 +83,26 @@ class TrainedModel:
 
 @contextmanager
 def heartbeat(
-    queue: JobQueue, job_id: int, every_s: float, on_lost: Callable[[], None] | None = None
+    queue: JobQueue, claim: Claim, every_s: float, on_lost: Callable[[], None] | None = None
 ) -> Iterator[None]:
     """Refresh the job's heartbeat every ``every_s`` seconds in a daemon thread while the
-    block runs (training blocks the calling thread). When the job is found no longer
-    ``running`` (cancelled), ``on_lost`` is called once and beating stops. Heartbeat errors
-    (database down) are logged, not raised."""
+    block runs (training blocks the calling thread). When ``claim`` is found no longer
+    holding a running job (cancelled, or recovered and re-claimed), ``on_lost`` is called
+    once and beating stops. Heartbeat errors (database down) are logged, not raised."""
     stop = threading.Event()
+    job_id = claim.job_id
 
     def beat() -> None:
         while not stop.wait(every_s):
             try:
-                running = queue.heartbeat(job_id)
+                held = queue.heartbeat(claim)
             except Exception:
                 log.exception("heartbeat failed", extra={"job_id": job_id})
                 continue
-            if not running:
+            if not held:
                 log.warning(
-                    "training job is no longer running (cancelled?)", extra={"job_id": job_id}
+                    "training job no longer held (cancelled or re-claimed)",
+                    extra={"job_id": job_id},
                 )
                 if on_lost is not None:
                     on_lost()
@@ -113,30 +131,38 @@ def model_name(job: TrainingJob) -> str:
 def process_job(
     settings: TrainerSettings, queue: JobQueue, job_id: int, stop: threading.Event
 ) -> TrainedModel | None:
-    """Claim and run job ``job_id``; ``None`` when another trainer has it or it is not
-    queued, when it is cancelled meanwhile, or when ``stop`` (trainer shutting down) is set
-    (the job is re-queued). Never raises for a job's own failure (it is recorded on the job).
+    """Claim (as ``settings.trainer_id``) and run job ``job_id``; ``None`` when another
+    trainer has it or it is not queued, when it is cancelled or re-claimed meanwhile (the
+    claim was lost), when its finish is refused (lost at the last moment), or when
+    ``stop`` (trainer shutting down) is set (the job is re-queued if still held). Never
+    raises for a job's own failure (it is recorded on the job).
     """
-    job = queue.claim(job_id)
+    job = queue.claim(job_id, settings.trainer_id)
     if job is None:
         log.info("job not claimable (taken or finished)", extra={"job_id": job_id})
         return None
-    log.info("training job started", extra={"job_id": job_id, "attempt": job.attempts})
+    claim = job.claim
+    log.info(
+        "training job started",
+        extra={"job_id": job_id, "attempt": job.attempts, "fence_token": claim.token},
+    )
     lost = threading.Event()
     try:
-        with heartbeat(queue, job_id, settings.heartbeat_s, on_lost=lost.set):
-            trained = train_job(settings, job, stop, lost)
+        with heartbeat(queue, claim, settings.heartbeat_s, on_lost=lost.set):
+            trained = train_job(settings, job, stop, lost, lambda: queue.heartbeat(claim))
     except JobInterrupted:
-        queue.requeue(job_id)
+        queue.requeue(claim)
         return None
     except JobCancelled as exc:
         log.warning("training job stopped: %s", exc, extra={"job_id": job_id})
+        queue.acknowledge_cancel(claim)  # refused (and logged) when it was re-claimed
         return None
     except Exception as exc:
         log.exception("training job failed", extra={"job_id": job_id})
-        queue.fail(job_id, f"{type(exc).__name__}: {exc}")
+        queue.fail(claim, f"{type(exc).__name__}: {exc}")
         return None
-    queue.succeed(job_id, trained.name, trained.version, trained.run_id)
+    if not queue.succeed(claim, trained.name, trained.version, trained.run_id):
+        return None
     return trained
 
 
@@ -177,11 +203,15 @@ def train_job(
     job: TrainingJob,
     stop: threading.Event | None = None,
     cancelled: threading.Event | None = None,
+    holds_claim: Callable[[], bool] | None = None,
 ) -> TrainedModel:
-    """Train ``job``'s model and register it under alias ``candidate``.
+    """Train ``job``'s model, register it (idempotently: a version this job registered
+    before is reused without training) and point alias ``candidate`` at it.
 
-    ``stop`` (the trainer is shutting down) and ``cancelled`` (the job left ``running``)
-    are checked before every optimizer step and before registering.
+    ``stop`` (the trainer is shutting down) and ``cancelled`` (the claim was lost) are
+    checked before every optimizer step and before registering; ``holds_claim`` (the
+    fence check: a conditional heartbeat) before registering and again before moving the
+    alias, so a trainer that lost its claim meanwhile never moves it.
 
     Raises:
         vidpipe.datasets.DatasetNotFound / InvalidDataset: bad dataset.
@@ -189,14 +219,30 @@ def train_job(
         mlflow.exceptions.MlflowException: the base model does not exist.
         services.trainer.engine.NonFiniteLoss: training diverged.
         JobInterrupted: ``stop`` was set.
-        JobCancelled: ``cancelled`` was set.
+        JobCancelled: ``cancelled`` was set, or ``holds_claim`` said no.
     """
 
     def check() -> None:
         if cancelled is not None and cancelled.is_set():
-            raise JobCancelled(f"job {job.job_id} is no longer running (cancelled)")
+            raise JobCancelled(f"job {job.job_id} is no longer held (cancelled or re-claimed)")
         if stop is not None and stop.is_set():
             raise JobInterrupted(f"job {job.job_id} interrupted: the trainer is stopping")
+
+    def fence(when: str) -> None:
+        check()
+        if holds_claim is not None and not holds_claim():
+            raise JobCancelled(f"job {job.job_id} is no longer held {when}")
+
+    name = model_name(job)
+    registry = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.tracking_uri)
+    earlier = job_versions(registry, name, job.idempotency_key)
+    if earlier:
+        log.warning(
+            "job already registered version %s (a retry): reusing it",
+            earlier[0],
+            extra={"job_id": job.job_id, "model": name},
+        )
+        return publish_candidate(settings, registry, name, earlier[0], fence)
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -217,11 +263,10 @@ def train_job(
     optimizer = torch.optim.SGD(params, lr=job.learning_rate, momentum=0.9, weight_decay=1e-4)
     train_loader = make_loader(train_data, job.batch_size, shuffle=True)
     eval_loader = make_loader(eval_data, settings.eval_batch_size, shuffle=False)
-    name = model_name(job)
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     mlflow.set_experiment(settings.experiment)
-    with mlflow.start_run(run_name=f"job-{job.job_id}") as run:
+    with mlflow.start_run(run_name=f"job-{job.job_id}"):
         mlflow.set_tags({"job_id": str(job.job_id), "client_id": job.client_id})
         mlflow.log_params(
             {
@@ -269,26 +314,53 @@ def train_job(
                     "eval_map": round(metrics.map, 4),
                 },
             )
-        check()
+        fence("after training (not registering)")
         wrapped = ContractDetector(model.cpu(), train_data.labels).eval()
-        tags = {"job_id": str(job.job_id), "dataset": train_data.dataset.name}
+        tags = {
+            "job_id": str(job.job_id),
+            JOB_TAG: job.idempotency_key,
+            "dataset": train_data.dataset.name,
+        }
         if base:
             tags["base_model"] = base["base_model"]
-        version = log_registered_model(
+        registered = log_registered_model(
             wrapped,
             name,
             train_data.labels,
-            settings.candidate_alias,
+            None,
             settings.mlflow.tracking_uri,
             owner=job.client_id,
             tags=tags,
         )
-        run_id = run.info.run_id
+    version = settle_job_version(registry, name, job.idempotency_key, registered)
+    log.info("model registered", extra={"job_id": job.job_id, "model": name, "version": version})
+    trained = publish_candidate(settings, registry, name, version, fence)
+    if version == registered:
+        optimize_registered(settings, name, version, wrapped, eval_data, train_data)
+    return trained
+
+
+def publish_candidate(
+    settings: TrainerSettings,
+    registry: MlflowClient,
+    name: str,
+    version: str,
+    fence: Callable[[str], None],
+) -> TrainedModel:
+    """Point ``settings.candidate_alias`` at ``name``/``version`` if the trainer still
+    holds its claim (``fence`` raises :class:`JobCancelled` otherwise: the winner moves it).
+
+    Raises:
+        JobCancelled: the claim was lost.
+        mlflow.exceptions.MlflowException: the registry fails.
+    """
+    fence("after registering (candidate left to the trainer holding it)")
+    registry.set_registered_model_alias(name, settings.candidate_alias, version)
+    run_id = registry.get_model_version(name, version).run_id or ""
     log.info(
-        "model registered",
-        extra={"job_id": job.job_id, "model": name, "version": version, "alias": "candidate"},
+        "candidate moved",
+        extra={"model": name, "version": version, "alias": settings.candidate_alias},
     )
-    optimize_registered(settings, name, version, wrapped, eval_data, train_data)
     return TrainedModel(name=name, version=version, run_id=run_id)
 
 

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+
 from pydantic import Field
 
 from vidpipe.settings import ServiceSettings
+
+
+def default_trainer_id() -> str:
+    """``<host>-<pid>-<random>``: unique per trainer process (the fencing owner)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class TrainerSettings(ServiceSettings):
@@ -17,6 +26,12 @@ class TrainerSettings(ServiceSettings):
     heartbeat_s: float = Field(default=10.0, gt=0, description="running job heartbeat period")
     stale_after_s: float = Field(
         default=60.0, gt=0, description="a running job without heartbeat this long is orphaned"
+    )
+    recover_every_s: float = Field(
+        default=30.0, gt=0, description="at most one orphan recovery per this many seconds"
+    )
+    trainer_id: str = Field(
+        default_factory=default_trainer_id, description="owner recorded on the jobs it claims"
     )
     poll_s: float = Field(default=5.0, gt=0, description="Postgres poll for queued jobs")
     max_job_s: int = Field(default=6 * 3600, ge=60, description="Kafka max poll interval")

@@ -48,13 +48,19 @@ class Observation:
     rendered: StageTimes = field(default_factory=StageTimes)
     latency_ms: dict[int, float] = field(default_factory=dict)
     labels: dict[int, Counter[str]] = field(default_factory=dict)
-    dead_letters: int = 0
+    #: source ids (:attr:`DeadLetter.source_id`) of the dead-lettered messages
+    dead_lettered: set[str] = field(default_factory=set)
     model: ModelRef | None = None
     backend: str | None = None
     #: stage -> frame_seqs it dropped (decoder: skipped; detector: over the age budget)
     dropped: dict[str, set[int]] = field(
         default_factory=lambda: {"decoder": set(), "detector": set(), "renderer": set()}
     )
+
+    @property
+    def dead_letters(self) -> int:
+        """Messages dead-lettered (each counted once, however often it was replayed)."""
+        return len(self.dead_lettered)
 
     def settled(self) -> bool:
         """Every decoded frame detected or dropped, every detected frame rendered."""
@@ -140,8 +146,9 @@ class PipelineWatch:
             elif topic in self._dlqs:
                 letter = parse_event(DeadLetter, value)
                 # Messages are keyed by camera_id, and so are their dead letters.
+                # A replayed batch dead-letters again: count each source message once.
                 if letter.failed_ts_ns >= self._since_ns and letter.key == self._camera_id:
-                    seen.dead_letters += 1
+                    seen.dead_lettered.add(letter.source_id)
         except InvalidEvent:
             # Malformed events are the consumers' business (they dead-letter them).
             return

@@ -61,13 +61,13 @@ def test_recovery_when_heartbeat_fresh_leaves_running_job_alone(
     scope: Scope, trainer_settings: TrainerSettings, queue: JobStore
 ) -> None:
     job = queue.insert(spec(scope, dataset=f"busy-{scope.tag}"))
-    claimed = queue.claim(job.job_id)
+    claimed = queue.claim(job.job_id, "it-trainer")
 
     recovered = queue.recover_orphans(stale_after_s=60, max_attempts=3)
 
     assert claimed is not None and job.job_id not in {j.job_id for j in recovered}
     assert (queue.get(job.job_id) or job).state == "running"
-    queue.fail(job.job_id, "test cleanup")
+    assert queue.fail(claimed.claim, "test cleanup")
 
 
 def test_trainer_process_when_sigkilled_mid_job_its_job_is_recovered(
