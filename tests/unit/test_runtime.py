@@ -102,6 +102,16 @@ class _FakeConsumer:
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
 
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("frames.decoded.v1", 0)}
+
+    def paused(self) -> set[TopicPartition]:
+        return set()
+
+    def pause(self, *partitions: TopicPartition) -> None: ...
+
+    def resume(self, *partitions: TopicPartition) -> None: ...
+
 
 class _StartableProducer(FakeProducer):
     async def start(self) -> None: ...

@@ -1,5 +1,9 @@
-"""The renderer's clips survive crashes: S3, not memory, is the source of truth (a clip
-that a killed renderer never wrote is rebuilt from the rendered frames at the next start)."""
+"""Scenario ``renderer_kills``: the renderer's clips survive kill -9, S3 not memory being the
+source of truth (a clip that a killed renderer never wrote is rebuilt from the rendered frames
+at the next start). The renderer is killed just after each segment boundary and once more
+after the stream's last frame, before its idle flush (short: 4 segments, 4 kills; full:
+10 segments, 10 kills); every segment's clip must hold all of its frames (the MP4 decoded
+and counted)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import av
 import cv2
 import numpy as np
 
+from tests.faults.conftest import report, scaled
 from tests.integration.pipeline.conftest import Services, object_count, wait_for
 from vidpipe import keys
 from vidpipe.bus import make_producer
@@ -21,7 +26,7 @@ from vidpipe.settings import ServiceSettings
 from vidpipe.topics import DETECTIONS, RENDERS_BUCKET
 
 CLIP_FRAMES = 20
-SEGMENTS = 4
+SEGMENTS = scaled(4, 10)
 
 
 async def publish_detections(
@@ -57,7 +62,11 @@ async def publish_detections(
 
 
 def clip_frame_count(settings: ServiceSettings, key: str) -> int:
-    data = ObjectStore(settings.s3).get(RENDERS_BUCKET, key)
+    """Frames in the MP4 at ``key`` (decoded and counted); 0 when the clip does not exist."""
+    store = ObjectStore(settings.s3)
+    if not store.exists(RENDERS_BUCKET, key):
+        return 0
+    data = store.get(RENDERS_BUCKET, key)
     with av.open(io.BytesIO(data), mode="r") as container:
         return sum(1 for _ in container.decode(video=0))
 
@@ -68,6 +77,7 @@ def test_renderer_when_killed_after_segment_boundaries_then_every_clip_has_all_f
     settings: ServiceSettings,
     services: Services,
 ) -> None:
+    started = time.monotonic()
     # given a camera session of 4 segments of 20 frames, published a segment and a bit at a time
     camera, session = f"{client_id}-cam", new_session_id()
     frames = [
@@ -110,6 +120,15 @@ def test_renderer_when_killed_after_segment_boundaries_then_every_clip_has_all_f
         segment: clip_frame_count(settings, keys.clip(client_id, camera, session, segment).key)
         for segment in range(SEGMENTS)
     }
+    report(
+        "renderer_kills",
+        kills=SEGMENTS,
+        segments=SEGMENTS,
+        frames=len(frames),
+        clip_frames=sorted(counts.values()),
+        clips_missing=sum(1 for c in counts.values() if c == 0),
+        seconds=round(time.monotonic() - started, 1),
+    )
     assert counts == dict.fromkeys(range(SEGMENTS), CLIP_FRAMES)
     pending = ObjectStore(settings.s3).iter_keys(
         RENDERS_BUCKET, f"{keys.PENDING_CLIPS_PREFIX}{renders}"
