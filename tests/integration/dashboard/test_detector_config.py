@@ -27,8 +27,8 @@ def services() -> Iterator[Services]:
     started.stop_all()
 
 
-def _detections(app: FastAPI, tenant: Tenant, seqs: range) -> dict[int, list[object]]:
-    prefix = f"{tenant.client_id}/{tenant.camera_id}"
+def _detections(app: FastAPI, tenant: Tenant, session: str, seqs: range) -> dict[int, list[object]]:
+    prefix = f"{tenant.client_id}/{tenant.camera_id}/{session}"
     docs = {
         seq: json.loads(objects(app).get(ANNOTATIONS_BUCKET, f"{prefix}/{seq}.json"))
         for seq in seqs
@@ -50,15 +50,15 @@ def test_config_when_threshold_set_to_1_via_api_then_running_detector_finds_noth
         return sum(1 for _ in objects(app).iter_keys(ANNOTATIONS_BUCKET, f"{tenant.client_id}/"))
 
     detector = services.start("detector")
-    asyncio.run(publish_frames(dashboard_settings, tenant.client_id, frames))
+    before = asyncio.run(publish_frames(dashboard_settings, tenant.client_id, frames))
     wait_for(lambda: annotated() == 3, 180, "3 frames detected")
-    assert all(_detections(app, tenant, range(3)).values()), "the astronaut is found"
+    assert all(_detections(app, tenant, before, range(3)).values()), "the astronaut is found"
     # when an operator raises the threshold to 1.0 through the API
     body = {"model_name": "coco-centernet", "model_alias": "production", "score_threshold": 1.0}
     operator = tenant.as_(app, Role.operator)
     assert operator.put(f"/api/v1/clients/{tenant.client_id}/config", json=body).status_code == 200
-    asyncio.run(publish_frames(dashboard_settings, tenant.client_id, frames, first_seq=3))
+    after = asyncio.run(publish_frames(dashboard_settings, tenant.client_id, frames, first_seq=3))
     wait_for(lambda: annotated() == 6, 120, "3 more frames detected")
     # then the later frames have no detections, and the detector was never restarted
-    assert not any(_detections(app, tenant, range(3, 6)).values())
+    assert not any(_detections(app, tenant, after, range(3, 6)).values())
     assert detector.alive()
