@@ -82,3 +82,37 @@ async def start_group_at_end(settings: ServiceSettings, group: str, topic: str) 
     finally:
         await consumer.stop()
     return ends
+
+
+async def read_since(
+    settings: ServiceSettings, topic: str, starts: dict[int, int]
+) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` of every record of ``topic`` from ``starts`` (offset per partition,
+    e.g. :func:`end_offsets` taken before the scenario) up to the partitions' current ends
+    and one empty poll past them; reads by assignment (nothing committed).
+
+    Raises:
+        AssertionError: the ends are not reached within 120 s.
+    """
+    ends = await end_offsets(settings, topic)
+    consumer = make_consumer(settings.kafka, f"faults-read-{uuid.uuid4().hex[:8]}")
+    await consumer.start()
+    found: list[tuple[bytes, bytes]] = []
+    try:
+        todo = {p: end for p, end in ends.items() if end > starts.get(p, 0)}
+        consumer.assign([TopicPartition(topic, p) for p in todo])
+        for p in todo:
+            consumer.seek(TopicPartition(topic, p), starts.get(p, 0))
+        deadline = asyncio.get_running_loop().time() + 120
+        idle = False
+        while todo or not idle:  # past the ends, one empty poll more (ends may lag)
+            assert asyncio.get_running_loop().time() < deadline, f"{topic}: left {todo}"
+            polled = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            idle = not polled
+            found += [(r.key or b"", r.value or b"") for rs in polled.values() for r in rs]
+            for p in list(todo):
+                if await consumer.position(TopicPartition(topic, p)) >= todo[p]:
+                    del todo[p]
+    finally:
+        await consumer.stop()
+    return found
