@@ -12,10 +12,11 @@ from fastapi import FastAPI
 
 from services.dashboard.auth import Role
 from services.dashboard.settings import DashboardSettings
+from tests.faults.counts import start_group_at_end
 from tests.integration.dashboard.conftest import Tenant, objects
 from tests.integration.dashboard.seed import astronaut_bgr
 from tests.integration.pipeline.conftest import Services, publish_frames, wait_for
-from vidpipe.topics import ANNOTATIONS_BUCKET
+from vidpipe.topics import ANNOTATIONS_BUCKET, FRAMES_DECODED
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,10 @@ def test_config_when_threshold_set_to_1_via_api_then_running_detector_finds_noth
     def annotated() -> int:
         return sum(1 for _ in objects(app).iter_keys(ANNOTATIONS_BUCKET, f"{tenant.client_id}/"))
 
-    detector = services.start("detector")
+    # a consumer group of its own at the topic's end: no backlog of earlier tests to chew
+    group = f"detector-config-{tenant.client_id}"
+    asyncio.run(start_group_at_end(dashboard_settings, group, FRAMES_DECODED))
+    detector = services.start("detector", VIDPIPE_GROUP_ID=group)
     before = asyncio.run(publish_frames(dashboard_settings, tenant.client_id, frames))
     wait_for(lambda: annotated() == 3, 180, "3 frames detected")
     assert all(_detections(app, tenant, before, range(3)).values()), "the astronaut is found"
